@@ -1,0 +1,118 @@
+"""Interop proof: IB's official Python client (ibapi-latest 10.51.x, protobuf at v226) against ib-sim.
+
+Usage: python ibapi_official_check.py HOST PORT
+"""
+import sys
+import threading
+import time
+
+from ibapi.client import EClient
+from ibapi.wrapper import EWrapper
+
+
+class App(EWrapper, EClient):
+    def __init__(self):
+        EClient.__init__(self, self)
+        self.accounts = None
+        self.next_id = None
+        self.positions = []
+        self.positions_done = threading.Event()
+        self.summary = []
+        self.summary_done = threading.Event()
+        self.time = None
+        self.time_ms = None
+        self.pnl_value = None
+        self.errors = []
+        self.ready = threading.Event()
+
+    def managedAccounts(self, accountsList):
+        self.accounts = accountsList.split(",")
+        self._check_ready()
+
+    def nextValidId(self, orderId):
+        self.next_id = orderId
+        self._check_ready()
+
+    def _check_ready(self):
+        if self.accounts and self.next_id is not None:
+            self.ready.set()
+
+    def error(self, reqId, errorTime, errorCode, errorString, advancedOrderRejectJson=""):
+        self.errors.append(errorCode)
+
+    def position(self, account, contract, position, avgCost):
+        self.positions.append((account, contract.symbol, position, avgCost))
+
+    def positionEnd(self):
+        self.positions_done.set()
+
+    def accountSummary(self, reqId, account, tag, value, currency):
+        self.summary.append((account, tag, value))
+
+    def accountSummaryEnd(self, reqId):
+        self.summary_done.set()
+
+    def currentTime(self, t):
+        self.time = t
+
+    def currentTimeInMillis(self, t):
+        self.time_ms = t
+
+    def pnl(self, reqId, dailyPnL, unrealizedPnL, realizedPnL):
+        self.pnl_value = (dailyPnL, unrealizedPnL, realizedPnL)
+
+
+def fail(msg):
+    print(f"ibapi-latest: FAIL: {msg}")
+    sys.exit(1)
+
+
+def wait(pred, what, secs=10):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    fail(f"timed out waiting for {what}")
+
+
+def main(host, port):
+    app = App()
+    app.connect(host, port, clientId=11)
+    threading.Thread(target=app.run, daemon=True).start()
+    if not app.ready.wait(10):
+        fail("no managedAccounts/nextValidId")
+    if app.serverVersion() != 226:
+        fail(f"negotiated {app.serverVersion()}, expected 226 (protobuf)")
+    app.reqPositions()
+    wait(app.positions_done.is_set, "positionEnd")
+    if len(app.positions) < 5:
+        fail(f"positions {app.positions}")
+    app.reqAccountSummary(9001, "All", "NetLiquidation,TotalCashValue,BuyingPower,AvailableFunds,ExcessLiquidity")
+    wait(app.summary_done.is_set, "accountSummaryEnd")
+    tags = {t for _, t, _ in app.summary}
+    if len(tags) < 5:
+        fail(f"summary tags {tags}")
+    app.reqCurrentTime()
+    wait(lambda: app.time, "currentTime")
+    app.reqCurrentTimeInMillis()
+    wait(lambda: app.time_ms, "currentTimeInMillis")
+    app.reqPnL(9002, app.accounts[0], "")
+    wait(lambda: app.pnl_value, "pnl")
+    app.cancelPnL(9002)
+
+    dup = App()
+    dup.connect(host, port, clientId=11)
+    t = threading.Thread(target=dup.run, daemon=True)
+    t.start()
+    wait(lambda: 326 in dup.errors, "326 on duplicate id")
+    t.join(5)
+    if dup.isConnected():
+        fail("duplicate connection was not closed")
+    app.disconnect()
+    print(f"ibapi-latest: OK version=226 accounts={app.accounts} positions={len(app.positions)} "
+          f"tags={len(tags)} time={app.time} pnl={app.pnl_value} 326=yes")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

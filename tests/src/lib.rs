@@ -1,0 +1,1 @@
+//! Shared helpers live in the e2e binary.
