@@ -118,14 +118,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64, admis
 
 impl Connection {
     async fn finish(mut self, mut ending: Ending) {
+        // The id is free as soon as we decide to close: a restarted gateway does not remember it.
+        if let Some(cid) = self.client_id {
+            self.shared.release_client_id(cid, self.id);
+        }
         if ending.closer == Closer::Server {
+            // Whatever was queued (a 320 or 326 explaining the close) goes out first.
+            let _ = self.flush().await;
             // Close our side first, then give the peer a moment to answer with its own FIN: that
             // is what "the peer closed cleanly" means for a server-side close.
             let _ = self.stream.shutdown().await;
-            ending.clean = self.drain_until_eof().await;
-        }
-        if let Some(cid) = self.client_id {
-            self.shared.release_client_id(cid, self.id);
+            // When the whole simulator stops nobody is left to read the verdict; don't make
+            // shutdown wait for peers.
+            ending.clean = !self.shared.shutdown.is_cancelled() && self.drain_until_eof().await;
         }
         info!(conn = self.id, client_id = ?self.client_id, closed_by = ?ending.closer, clean = ending.clean, reason = %ending.reason, "connection closed");
         self.shared.stats().closed(ClosedConnection {
@@ -176,10 +181,14 @@ impl Connection {
     }
 
     async fn run(&mut self) -> Ending {
-        match timeout(HANDSHAKE_TIMEOUT, self.handshake()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(ending)) => return ending,
-            Err(_) => return Ending::server("handshake timed out"),
+        let shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            r = timeout(HANDSHAKE_TIMEOUT, self.handshake()) => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(ending)) => return ending,
+                Err(_) => return Ending::server("handshake timed out"),
+            },
+            () = shutdown.cancelled() => return Ending::server("simulator shutting down"),
         }
         match self.main_loop().await {
             Ok(never) => match never {},

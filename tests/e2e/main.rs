@@ -1,1 +1,7 @@
-//! e2e tests
+//! End-to-end tests: one binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, missing_debug_implementations)]
+
+mod support;
+
+mod sim_faults;
+mod sim_interop;

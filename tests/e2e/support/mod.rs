@@ -1,0 +1,52 @@
+//! Helpers shared by the end-to-end tests: polling with a deadline, a raw TWS text client, and
+//! simulator start-up.
+
+pub mod wire;
+
+use std::future::Future;
+use std::time::Duration;
+
+use ib_sim::{Scenario, Sim, SimConfig};
+
+/// Scales every deadline for slow machines: `IBGW_TEST_PATIENCE=3` triples them.
+pub fn patience(d: Duration) -> Duration {
+    let factor: u32 = std::env::var("IBGW_TEST_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    d * factor.max(1)
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or panics with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience(within);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts a simulator on ephemeral loopback ports with the built-in scenario.
+pub async fn start_sim() -> Sim {
+    start_sim_with(Scenario::default()).await
+}
+
+/// Starts a simulator on ephemeral loopback ports.
+pub async fn start_sim_with(scenario: Scenario) -> Sim {
+    init_tracing();
+    Sim::start(SimConfig { scenario, ..SimConfig::ephemeral() }).await.expect("simulator starts")
+}
+
+/// Test logs go to the test harness's captured output; `RUST_LOG` selects the level.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}

@@ -1,1 +1,0 @@
-//! Shared helpers live in the e2e binary.
