@@ -1,1 +1,31 @@
-//! placeholder
+//! `gateway-svc`: one long-lived IB Gateway session, served to any number of local clients over
+//! gRPC.
+//!
+//! - [`session`]: the actor that owns the only `ibapi` client and socket.
+//! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams.
+//! - [`grpc`]: the `gateway.v1.GatewayService` implementation.
+//! - [`server`]: wiring, health, reflection, limits, shutdown.
+//! - [`demo`]: the service against the embedded simulator.
+
+pub mod auth;
+pub mod backoff;
+pub mod config;
+pub mod convert;
+pub mod demo;
+pub mod grpc;
+pub mod health;
+pub mod hub;
+pub mod metrics;
+pub mod model;
+pub mod ops;
+pub mod probe;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use server::{Running, start};
+
+/// Exit code for bad configuration (`EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;

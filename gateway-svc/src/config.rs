@@ -1,0 +1,360 @@
+//! Configuration: defaults, then an optional TOML file, then `IBGW__SECTION__KEY` environment
+//! variables. Validated once at start-up; every problem is one readable line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment prefix: `IBGW__UPSTREAM__ADDRESS=127.0.0.1:4001`.
+pub const ENV_PREFIX: &str = "IBGW";
+
+/// A bad configuration, reported as one line and exit code 64.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+    }
+}
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The IB Gateway / TWS to dial.
+    pub upstream: UpstreamSettings,
+    /// The gRPC server.
+    pub grpc: GrpcSettings,
+    /// The ops HTTP server (`/metrics`, `/healthz`, `/readyz`).
+    pub ops: OpsSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Shutdown.
+    pub shutdown: ShutdownSettings,
+    /// Access control.
+    pub auth: AuthSettings,
+}
+
+/// Upstream session settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// `host:port` of the gateway (4002 paper, 4001 live; 4004/4003 behind the gnzsnz socat).
+    pub address: String,
+    /// API client id. Kept across reconnects: the gateway frees it once it notices the old socket.
+    pub client_id: i32,
+    /// A single reserved id to try after repeated 326 answers; never a random one.
+    pub fallback_client_id: Option<i32>,
+    /// Consecutive 326 answers before the fallback id is tried.
+    pub conflicts_before_fallback: u32,
+    /// TCP connect + API handshake + START_API must finish within this.
+    pub connect_timeout_ms: u64,
+    /// Subscribing and receiving the first full positions and summary must finish within this.
+    pub sync_timeout_ms: u64,
+    /// Probe the session with `reqCurrentTime` after this long without upstream traffic.
+    pub probe_idle_ms: u64,
+    /// A probe unanswered for this long recycles the socket (half-open link).
+    pub probe_timeout_ms: u64,
+    /// First reconnect delay.
+    pub backoff_initial_ms: u64,
+    /// Longest reconnect delay.
+    pub backoff_max_ms: u64,
+    /// A session that stayed ready this long resets the backoff.
+    pub backoff_reset_after_ms: u64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:4002".into(),
+            client_id: 1,
+            fallback_client_id: None,
+            conflicts_before_fallback: 3,
+            connect_timeout_ms: 5_000,
+            sync_timeout_ms: 10_000,
+            probe_idle_ms: 5_000,
+            probe_timeout_ms: 3_000,
+            backoff_initial_ms: 250,
+            backoff_max_ms: 30_000,
+            backoff_reset_after_ms: 60_000,
+        }
+    }
+}
+
+/// IB asks clients not to send `reqCurrentTime` more often than about once a second.
+pub const MIN_PROBE_SPACING: Duration = Duration::from_millis(1_100);
+
+impl UpstreamSettings {
+    /// Connect/handshake deadline.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// Sync deadline.
+    pub fn sync_timeout(&self) -> Duration {
+        Duration::from_millis(self.sync_timeout_ms)
+    }
+    /// Idle time before a probe, never below [`MIN_PROBE_SPACING`].
+    pub fn probe_idle(&self) -> Duration {
+        Duration::from_millis(self.probe_idle_ms).max(MIN_PROBE_SPACING)
+    }
+    /// Probe deadline.
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.probe_timeout_ms)
+    }
+}
+
+/// gRPC server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Listen address.
+    pub listen: String,
+    /// Deadline for unary calls (until response headers).
+    pub unary_timeout_ms: u64,
+    /// Concurrent requests per HTTP/2 connection; more are shed with RESOURCE_EXHAUSTED.
+    pub concurrency_per_connection: usize,
+    /// Open streams across all clients; more get RESOURCE_EXHAUSTED.
+    pub max_subscribers: usize,
+    /// HTTP/2 keepalive ping interval, so dead dashboards are reaped.
+    pub keepalive_interval_ms: u64,
+    /// HTTP/2 keepalive ping timeout.
+    pub keepalive_timeout_ms: u64,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            unary_timeout_ms: 5_000,
+            concurrency_per_connection: 256,
+            max_subscribers: 20_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Ops HTTP settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsSettings {
+    /// Listen address for `/metrics`, `/healthz`, `/readyz`.
+    pub listen: String,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, filter: "info".into() }
+    }
+}
+
+/// Shutdown settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After SIGTERM, exit within this even if something hangs.
+    pub grace_ms: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self { grace_ms: 5_000 }
+    }
+}
+
+/// Access control.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Bearer token every RPC must present (`authorization: Bearer …`). Required to bind gRPC to
+    /// a non-loopback address.
+    pub token: Option<Secret>,
+    /// Bind a non-loopback address without a token anyway (logged loudly at start-up).
+    pub allow_unauthenticated_non_loopback: bool,
+}
+
+/// Parsed, validated listen addresses and durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// gRPC.
+    pub grpc: SocketAddr,
+    /// Ops HTTP.
+    pub ops: SocketAddr,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (required when given, else an optional `gateway.toml` in the
+    /// working directory), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        builder = match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                }
+                builder.add_source(config::File::from(path).format(config::FileFormat::Toml))
+            }
+            None => {
+                builder.add_source(config::File::with_name("gateway").format(config::FileFormat::Toml).required(false))
+            }
+        };
+        let settings: Settings = builder
+            .add_source(config::Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__"))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks everything that can be checked without touching the network.
+    pub fn validate(&self) -> Result<Listen, ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        let addr = |key: &str, v: &str| -> Result<SocketAddr, ConfigError> {
+            v.parse().map_err(|_| ConfigError(format!("{key} = {v:?} is not an address like 127.0.0.1:50051")))
+        };
+        let grpc = addr("grpc.listen", &self.grpc.listen)?;
+        let ops = addr("ops.listen", &self.ops.listen)?;
+        let u = &self.upstream;
+        if u.address
+            .rsplit_once(':')
+            .and_then(|(h, p)| (!h.is_empty()).then_some(p))
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return bad(format!("upstream.address = {:?} is not host:port", u.address));
+        }
+        if u.client_id < 0 {
+            return bad(format!("upstream.client_id = {} must be ≥ 0", u.client_id));
+        }
+        if u.fallback_client_id == Some(u.client_id) {
+            return bad("upstream.fallback_client_id must differ from upstream.client_id".into());
+        }
+        for (key, v) in [
+            ("upstream.connect_timeout_ms", u.connect_timeout_ms),
+            ("upstream.sync_timeout_ms", u.sync_timeout_ms),
+            ("upstream.probe_timeout_ms", u.probe_timeout_ms),
+            ("upstream.backoff_initial_ms", u.backoff_initial_ms),
+            ("grpc.unary_timeout_ms", self.grpc.unary_timeout_ms),
+            ("shutdown.grace_ms", self.shutdown.grace_ms),
+        ] {
+            if v == 0 {
+                return bad(format!("{key} must be > 0"));
+            }
+        }
+        if u.backoff_max_ms < u.backoff_initial_ms {
+            return bad("upstream.backoff_max_ms must be ≥ upstream.backoff_initial_ms".into());
+        }
+        if self.grpc.concurrency_per_connection == 0 || self.grpc.max_subscribers == 0 {
+            return bad("grpc.concurrency_per_connection and grpc.max_subscribers must be > 0".into());
+        }
+        if self.auth.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+            return bad("auth.token is set but empty".into());
+        }
+        if !grpc.ip().is_loopback() && self.auth.token.is_none() && !self.auth.allow_unauthenticated_non_loopback {
+            return bad(format!(
+                "grpc.listen = {grpc} is not loopback: set auth.token, or auth.allow_unauthenticated_non_loopback = true"
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return bad(format!("log.filter = {:?}: {e}", self.log.filter));
+        }
+        Ok(Listen { grpc, ops })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let l = Settings::default().validate().expect("defaults validate");
+        assert_eq!(l.grpc.to_string(), "127.0.0.1:50051");
+        assert_eq!(l.ops.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        let mut s = Settings::default();
+        s.grpc.listen = "0.0.0.0:50051".into();
+        let err = s.validate().expect_err("refused");
+        assert!(err.to_string().contains("not loopback"), "{err}");
+        s.auth.token = Some("s3cret".into());
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut s = Settings::default();
+        s.auth.token = Some("hunter2".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut s = Settings::default();
+        s.upstream.address = "nope".into();
+        assert!(s.validate().unwrap_err().to_string().contains("upstream.address"));
+        let mut s = Settings::default();
+        s.grpc.unary_timeout_ms = 0;
+        assert!(s.validate().unwrap_err().to_string().contains("grpc.unary_timeout_ms"));
+    }
+
+    #[test]
+    fn probe_spacing_has_a_floor() {
+        let u = UpstreamSettings { probe_idle_ms: 10, ..UpstreamSettings::default() };
+        assert_eq!(u.probe_idle(), MIN_PROBE_SPACING);
+    }
+}

@@ -1,0 +1,129 @@
+//! Request filters: validated once, then applied to rows.
+
+use std::collections::BTreeSet;
+
+use super::status::ApiError;
+use crate::model::{PositionRow, SummaryRow};
+
+const MAX_ITEMS: usize = 1_000;
+const MAX_LEN: usize = 64;
+
+fn validate(kind: &str, values: &[String], allowed: impl Fn(char) -> bool) -> Result<BTreeSet<String>, ApiError> {
+    if values.len() > MAX_ITEMS {
+        return Err(ApiError::InvalidArgument(format!(
+            "at most {MAX_ITEMS} {kind}s per request, got {}",
+            values.len()
+        )));
+    }
+    values
+        .iter()
+        .map(|v| {
+            let shown: String = v.chars().take(MAX_LEN).collect();
+            if v.is_empty() {
+                Err(ApiError::InvalidArgument(format!("empty {kind} in filter")))
+            } else if v.len() > MAX_LEN {
+                Err(ApiError::InvalidArgument(format!("{kind} {shown:?}… is longer than {MAX_LEN} bytes")))
+            } else if !v.chars().all(&allowed) {
+                Err(ApiError::InvalidArgument(format!("{kind} {shown:?} has characters outside [A-Za-z0-9 ._:$/-]")))
+            } else {
+                Ok(v.clone())
+            }
+        })
+        .collect()
+}
+
+fn account_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn symbol_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-' | '/')
+}
+
+fn tag_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '$' | '.')
+}
+
+/// Which positions a caller wants.
+#[derive(Debug, Clone, Default)]
+pub struct PositionFilter {
+    /// Accounts (empty: all).
+    pub accounts: BTreeSet<String>,
+    symbols: BTreeSet<String>,
+}
+
+impl PositionFilter {
+    /// Validates a request's filter. Symbols are matched case-insensitively (IB's are upper case).
+    pub fn new(accounts: &[String], symbols: &[String]) -> Result<Self, ApiError> {
+        let accounts = validate("account", accounts, account_char)?;
+        let symbols = validate("symbol", symbols, symbol_char)?.into_iter().map(|s| s.to_ascii_uppercase()).collect();
+        Ok(Self { accounts, symbols })
+    }
+
+    /// Does the row pass?
+    pub fn matches(&self, p: &PositionRow) -> bool {
+        (self.accounts.is_empty() || self.accounts.contains(&p.account))
+            && (self.symbols.is_empty() || self.symbols.contains(&p.symbol.to_ascii_uppercase()))
+    }
+}
+
+/// Which summary values a caller wants.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryFilter {
+    /// Accounts (empty: all).
+    pub accounts: BTreeSet<String>,
+    tags: BTreeSet<String>,
+}
+
+impl SummaryFilter {
+    /// Validates a request's filter.
+    pub fn new(accounts: &[String], tags: &[String]) -> Result<Self, ApiError> {
+        Ok(Self { accounts: validate("account", accounts, account_char)?, tags: validate("tag", tags, tag_char)? })
+    }
+
+    /// Does the row pass?
+    pub fn matches(&self, s: &SummaryRow) -> bool {
+        (self.accounts.is_empty() || self.accounts.contains(&s.account))
+            && (self.tags.is_empty() || self.tags.contains(&s.tag))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rejects_malformed_filters() {
+        assert!(PositionFilter::new(&v(&[""]), &[]).is_err());
+        assert!(PositionFilter::new(&[], &v(&["AAPL;DROP"])).is_err());
+        assert!(PositionFilter::new(&[], &[String::from("A").repeat(65)]).is_err());
+        assert!(PositionFilter::new(&[], &vec!["A".to_string(); 1001]).is_err());
+        assert!(SummaryFilter::new(&[], &v(&["$LEDGER:ALL", "NetLiquidation"])).is_ok());
+    }
+
+    #[test]
+    fn symbols_match_case_insensitively() {
+        let f = PositionFilter::new(&[], &v(&["aapl"])).expect("valid");
+        let row = PositionRow {
+            account: "DU1".into(),
+            con_id: 1,
+            symbol: "AAPL".into(),
+            sec_type: "STK".into(),
+            exchange: String::new(),
+            currency: "USD".into(),
+            quantity: "1".into(),
+            avg_cost: "1".into(),
+            local_symbol: String::new(),
+            expiry: String::new(),
+            strike: String::new(),
+            right: String::new(),
+            multiplier: String::new(),
+        };
+        assert!(f.matches(&row));
+        assert!(!PositionFilter::new(&v(&["DU2"]), &[]).expect("valid").matches(&row));
+    }
+}

@@ -1,0 +1,175 @@
+//! `gateway-svc` binary: parse the command line, load config, run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway_svc::config::Settings;
+use gateway_svc::demo::{Demo, DemoAddrs};
+use tokio_util::sync::CancellationToken;
+
+/// One IB Gateway session, shared with every local client over gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve against a real IB Gateway / TWS (config: defaults, then FILE or ./gateway.toml, then
+    /// IBGW__SECTION__KEY environment variables).
+    Serve {
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Serve against the embedded simulator: no IBKR account needed. The first stdout line is a
+    /// JSON object with the bound addresses (keys grpc, ops, sim_api, sim_control).
+    Demo {
+        /// TOML config file (its upstream address is replaced by the simulator's).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// gRPC listen address (overrides config).
+        #[arg(long)]
+        grpc_listen: Option<SocketAddr>,
+        /// Ops HTTP listen address (overrides config).
+        #[arg(long)]
+        ops_listen: Option<SocketAddr>,
+        /// Simulated gateway API address.
+        #[arg(long, default_value = "127.0.0.1:4002")]
+        sim_listen: SocketAddr,
+        /// Simulator control API address.
+        #[arg(long, default_value = "127.0.0.1:4100")]
+        sim_control_listen: SocketAddr,
+        /// Simulator scenario TOML (default: the built-in one).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+    /// Exit 0 only when a running service reports SERVING (for healthchecks).
+    Health {
+        /// gRPC address of the service.
+        #[arg(long, env = "IBGW_ADDR", default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// Service to check: the upstream session by default, "" for the process.
+        #[arg(long, default_value = gateway_proto::SERVICE_NAME)]
+        service: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Load and validate the configuration, print it (secrets redacted) and exit.
+    CheckConfig {
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_file = match &cli.command {
+        Command::Serve { config } | Command::Demo { config, .. } | Command::CheckConfig { config } => config.clone(),
+        Command::Health { .. } => None,
+    };
+    let settings = match &cli.command {
+        Command::Health { .. } => Settings::default(),
+        _ => match Settings::load(config_file.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("gateway-svc: {e}");
+                return ExitCode::from(gateway_svc::EXIT_CONFIG);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gateway-svc: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => serve(settings).await,
+            Command::Demo { grpc_listen, ops_listen, sim_listen, sim_control_listen, scenario, .. } => {
+                let mut settings = settings;
+                if let Some(a) = grpc_listen {
+                    settings.grpc.listen = a.to_string();
+                }
+                if let Some(a) = ops_listen {
+                    settings.ops.listen = a.to_string();
+                }
+                demo(settings, DemoAddrs { sim_api: sim_listen, sim_control: sim_control_listen }, scenario).await
+            }
+            Command::Health { addr, service, timeout_ms } => health(&addr, &service, timeout_ms).await,
+            Command::CheckConfig { .. } => {
+                println!("{settings:#?}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gateway-svc: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    gateway_svc::telemetry::init(&settings.log);
+    let shutdown = CancellationToken::new();
+    let running = gateway_svc::start(settings, shutdown.clone()).await?;
+    println!("{}", serde_json::json!({ "grpc": running.grpc_addr.to_string(), "ops": running.ops_addr.to_string() }));
+    wait_for_signal().await;
+    Ok(if running.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn demo(settings: Settings, addrs: DemoAddrs, scenario: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    gateway_svc::telemetry::init(&settings.log);
+    let scenario = match scenario {
+        Some(path) => ib_sim::Scenario::from_file(&path).with_context(|| format!("scenario {}", path.display()))?,
+        None => ib_sim::Scenario::default(),
+    };
+    let demo = Demo::start(settings, addrs, scenario, CancellationToken::new()).await?;
+    println!("{}", demo.addresses_json());
+    wait_for_signal().await;
+    Ok(if demo.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn health(addr: &str, service: &str, timeout_ms: u64) -> anyhow::Result<ExitCode> {
+    match gateway_svc::probe::check(addr, service, Duration::from_millis(timeout_ms)).await {
+        Ok(status) => {
+            println!("{}", status.as_str_name());
+            let serving = status == tonic_health::pb::health_check_response::ServingStatus::Serving;
+            Ok(if serving { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Err(e) => {
+            println!("UNREACHABLE: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// SIGINT or SIGTERM (docker stop sends SIGTERM).
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("signal received; shutting down");
+}

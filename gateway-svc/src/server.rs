@@ -1,0 +1,178 @@
+//! Assembles the service: session actor, health reporting, gRPC server and ops HTTP server, all
+//! owned by one task tracker and stopped by one cancellation token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_proto::pb::gateway_service_server::GatewayServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ConfigError, Settings};
+use crate::grpc::Gateway;
+use crate::state::State;
+use crate::{auth, metrics, ops, session};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Reflection descriptors failed to load (a build defect).
+    #[error("reflection setup failed: {0}")]
+    Reflection(String),
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Bound ops address.
+    pub ops_addr: SocketAddr,
+    /// Shared state (for embedding and tests).
+    pub state: Arc<State>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let l = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    Ok((l, local))
+}
+
+/// Binds both ports and starts everything. The service stops when `shutdown` is cancelled.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let listen = settings.validate()?;
+    if !listen.grpc.ip().is_loopback() && settings.auth.token.is_none() {
+        warn!(addr = %listen.grpc, "gRPC bound to a non-loopback address WITHOUT authentication (auth.allow_unauthenticated_non_loopback)");
+    }
+    let (grpc_listener, grpc_addr) = bind(listen.grpc).await?;
+    let (ops_listener, ops_addr) = bind(listen.ops).await?;
+    let state = State::new(&settings.upstream.address, settings.upstream.client_id);
+    let tracker = TaskTracker::new();
+    let metrics_handle = metrics::handle();
+
+    tracker.spawn(session::run(settings.upstream.clone(), Arc::clone(&state), shutdown.clone()));
+
+    // grpc.health.v1: "" is the process, the named service is the upstream session.
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    reporter.set_not_serving::<GatewayServiceServer<Gateway>>().await;
+    tracker.spawn(report_health(reporter, Arc::clone(&state), shutdown.clone()));
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gateway_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // Both versions: grpcurl up to 1.8.x speaks only v1alpha, newer clients v1.
+    let reflection_v1 = reflection().build_v1().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let g = &settings.grpc;
+    let gateway = Gateway::new(Arc::clone(&state), shutdown.clone(), g.max_subscribers);
+    let service = GatewayServiceServer::with_interceptor(gateway, auth::interceptor(settings.auth.token.clone()));
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(g.unary_timeout_ms))
+        .concurrency_limit_per_connection(g.concurrency_per_connection)
+        .load_shed(true)
+        .http2_keepalive_interval(Some(Duration::from_millis(g.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(g.keepalive_timeout_ms)))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service);
+    let grpc_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let incoming = TcpListenerStream::new(grpc_listener);
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned()).await {
+            warn!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+
+    let ops_app = ops::router(Arc::clone(&state), metrics_handle);
+    let ops_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        if let Err(e) = axum::serve(ops_listener, ops_app).with_graceful_shutdown(ops_shutdown.cancelled_owned()).await
+        {
+            warn!(error = %e, "ops server stopped with an error");
+        }
+    });
+    tracker.close();
+    info!(grpc = %grpc_addr, ops = %ops_addr, upstream = %settings.upstream.address, "gateway-svc serving");
+    Ok(Running {
+        grpc_addr,
+        ops_addr,
+        state,
+        shutdown,
+        tracker,
+        grace: Duration::from_millis(settings.shutdown.grace_ms),
+    })
+}
+
+/// Keeps grpc.health.v1 in step with the session: SERVING only while ready, and NOT_SERVING for
+/// both names the moment shutdown starts.
+async fn report_health(reporter: tonic_health::server::HealthReporter, state: Arc<State>, shutdown: CancellationToken) {
+    let mut rx = state.health.subscribe();
+    loop {
+        let ready = rx.borrow_and_update().is_ready();
+        if ready {
+            reporter.set_serving::<GatewayServiceServer<Gateway>>().await;
+        } else {
+            reporter.set_not_serving::<GatewayServiceServer<Gateway>>().await;
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            r = rx.changed() => if r.is_err() { break },
+        }
+    }
+    reporter.set_not_serving::<GatewayServiceServer<Gateway>>().await;
+    reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+}
+
+impl Running {
+    /// The token that stops this service.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops everything and waits, at most the configured grace, for every task to finish.
+    /// Returns false when the grace ran out.
+    pub async fn stop(self) -> bool {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits for the tasks after the token was cancelled elsewhere (at most the grace).
+    pub async fn wait(self) -> bool {
+        self.shutdown.cancelled().await;
+        match tokio::time::timeout(self.grace, self.tracker.wait()).await {
+            Ok(()) => {
+                info!("gateway-svc stopped cleanly");
+                true
+            }
+            Err(_) => {
+                warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The in-memory state every part of the service shares: one hub per data kind, the health
+//! watch, and the subscriber count. The session actor writes; everyone else reads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::watch;
+
+use crate::health::Health;
+use crate::hub::Hub;
+use crate::model::{AccountRow, PositionRow, SummaryRow};
+
+/// Shared state. Cheap to clone behind an `Arc`.
+#[derive(Debug)]
+pub struct State {
+    /// Managed accounts.
+    pub accounts: Hub<AccountRow>,
+    /// Positions.
+    pub positions: Hub<PositionRow>,
+    /// Account summary.
+    pub summary: Hub<SummaryRow>,
+    /// Session health.
+    pub health: watch::Sender<Arc<Health>>,
+    subscribers: AtomicUsize,
+}
+
+impl State {
+    /// Fresh state for a session that is about to dial `upstream`.
+    pub fn new(upstream: &str, client_id: i32) -> Arc<Self> {
+        let reason = format!("no data yet: connecting to {upstream}");
+        Arc::new(Self {
+            accounts: Hub::new(&reason),
+            positions: Hub::new(&reason),
+            summary: Hub::new(&reason),
+            health: watch::channel(Arc::new(Health::starting(upstream, client_id))).0,
+            subscribers: AtomicUsize::new(0),
+        })
+    }
+
+    /// Current health.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.borrow().clone()
+    }
+
+    /// Updates health in place and publishes it.
+    pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
+        self.health.send_modify(|h| f(Arc::make_mut(h)));
+    }
+
+    /// Marks every data kind stale for `reason` (keeping an outage's first `since`).
+    pub fn mark_all_stale(&self, reason: &str) {
+        self.accounts.mark_stale(reason);
+        self.positions.mark_stale(reason);
+        self.summary.mark_stale(reason);
+    }
+
+    /// Open streams now.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Takes a subscriber slot if fewer than `cap` are taken. The slot frees itself on drop.
+    pub fn try_subscribe(self: &Arc<Self>, cap: usize) -> Option<SubscriberSlot> {
+        let mut cur = self.subscribers.load(Ordering::Relaxed);
+        loop {
+            if cur >= cap {
+                return None;
+            }
+            match self.subscribers.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    crate::metrics::subscribers(cur + 1);
+                    return Some(SubscriberSlot { state: Arc::clone(self) });
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+/// One open stream's claim on the subscriber cap.
+#[derive(Debug)]
+pub struct SubscriberSlot {
+    state: Arc<State>,
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        let now = self.state.subscribers.fetch_sub(1, Ordering::AcqRel) - 1;
+        crate::metrics::subscribers(now);
+    }
+}
