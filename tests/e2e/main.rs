@@ -3,5 +3,7 @@
 
 mod support;
 
+mod gateway_rpc;
+mod gateway_streams;
 mod sim_faults;
 mod sim_interop;

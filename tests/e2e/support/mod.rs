@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: polling with a deadline, a raw TWS text client, and
 //! simulator start-up.
 
+pub mod stack;
 pub mod wire;
 
 use std::future::Future;

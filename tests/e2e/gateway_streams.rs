@@ -1,0 +1,337 @@
+//! Streams through faults: snapshot then deltas, restarts, link loss, half-open links, 326,
+//! slow subscribers and shutdown.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gateway_proto::pb;
+use ib_sim::Fault;
+use tonic::Streaming;
+
+use crate::support::eventually;
+use crate::support::stack::{Stack, fast_settings, start_stack, start_stack_with};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+async fn next(s: &mut Streaming<pb::WatchPositionsResponse>) -> pb::WatchPositionsResponse {
+    tokio::time::timeout(crate::support::patience(WITHIN), s.message())
+        .await
+        .expect("a message in time")
+        .unwrap()
+        .unwrap()
+}
+
+fn kind(m: &pb::WatchPositionsResponse) -> pb::UpdateKind {
+    pb::UpdateKind::try_from(m.kind).unwrap()
+}
+
+fn freshness(m: &pb::WatchPositionsResponse) -> pb::FreshnessState {
+    pb::FreshnessState::try_from(m.freshness.as_ref().unwrap().state).unwrap()
+}
+
+/// A client-side view maintained exactly as the API documents it.
+#[derive(Default)]
+struct View {
+    rows: BTreeMap<(String, i64), String>,
+    seq: u64,
+}
+
+impl View {
+    fn apply(&mut self, m: &pb::WatchPositionsResponse) {
+        assert_eq!(m.seq, self.seq + 1, "gap-free seq");
+        self.seq = m.seq;
+        match kind(m) {
+            pb::UpdateKind::Snapshot | pb::UpdateKind::Resync => {
+                self.rows = m.items.iter().map(|p| ((p.account.clone(), p.con_id), p.quantity.clone())).collect();
+            }
+            pb::UpdateKind::Delta => {
+                for p in &m.upserts {
+                    self.rows.insert((p.account.clone(), p.con_id), p.quantity.clone());
+                }
+                for k in &m.removals {
+                    self.rows.remove(&(k.account.clone(), k.con_id));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn truth(stack: &Stack) -> BTreeMap<(String, i64), String> {
+        stack.sim().positions().into_iter().map(|p| ((p.account, i64::from(p.con_id)), p.quantity)).collect()
+    }
+}
+
+fn with_quantity(stack: &Stack, symbol: &str, qty: &str) -> ib_sim::Position {
+    let mut p = stack.sim().positions().into_iter().find(|p| p.symbol == symbol && p.sec_type == "STK").unwrap();
+    p.quantity = qty.into();
+    p
+}
+
+async fn open(stack: &Stack) -> (Streaming<pb::WatchPositionsResponse>, View) {
+    let mut s = stack.client.clone().watch_positions(pb::WatchPositionsRequest::default()).await.unwrap().into_inner();
+    let mut view = View::default();
+    let first = next(&mut s).await;
+    assert_eq!(kind(&first), pb::UpdateKind::Snapshot);
+    view.apply(&first);
+    (s, view)
+}
+
+#[tokio::test]
+async fn snapshot_then_deltas_then_removal() {
+    let stack = start_stack().await;
+    let (mut s, mut view) = open(&stack).await;
+    assert_eq!(view.rows, View::truth(&stack));
+    stack.sim().upsert_positions(vec![with_quantity(&stack, "MSFT", "41")]).unwrap();
+    let m = next(&mut s).await;
+    assert_eq!(kind(&m), pb::UpdateKind::Delta);
+    assert_eq!(m.upserts.len(), 1);
+    assert_eq!(m.upserts[0].quantity, "41");
+    view.apply(&m);
+    stack.sim().upsert_positions(vec![with_quantity(&stack, "MSFT", "0")]).unwrap();
+    let m = next(&mut s).await;
+    assert_eq!(m.removals.len(), 1, "a closed position is a removal: {m:?}");
+    view.apply(&m);
+    assert_eq!(view.rows, View::truth(&stack));
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn restart_with_a_stream_open_goes_stale_then_resyncs_under_a_new_epoch() {
+    let stack = start_stack().await;
+    let (mut s, mut view) = open(&stack).await;
+    stack.sim().inject(Fault::Restart { down_ms: 300 }).unwrap();
+    let stale = next(&mut s).await;
+    assert_eq!(kind(&stale), pb::UpdateKind::Freshness);
+    assert_eq!(freshness(&stale), pb::FreshnessState::Stale);
+    assert!(stale.freshness.as_ref().unwrap().since.is_some());
+    assert!(!stale.freshness.as_ref().unwrap().reason.is_empty());
+    view.apply(&stale);
+    // A change while we are disconnected must show up in the resync.
+    stack.sim().upsert_positions(vec![with_quantity(&stack, "TSLA", "99")]).unwrap();
+    let resync = loop {
+        let m = next(&mut s).await;
+        view.apply(&m);
+        if kind(&m) == pb::UpdateKind::Resync {
+            break m;
+        }
+        assert_eq!(freshness(&m), pb::FreshnessState::Stale, "only staleness updates before the resync: {m:?}");
+    };
+    assert_eq!(resync.session_epoch, 2, "epoch + 1");
+    assert_eq!(freshness(&resync), pb::FreshnessState::Live);
+    assert!(resync.upserts.iter().any(|p| p.symbol == "TSLA" && p.quantity == "99"), "the gap's change: {resync:?}");
+    assert_eq!(view.rows, View::truth(&stack), "no position lost or invented");
+    let h = stack.wait_ready().await;
+    assert!(h.reconnects >= 1);
+    let stats = stack.stop_and_check().await;
+    assert_eq!(stats.closed.iter().filter(|c| c.reason == "gateway restart").count(), 1);
+}
+
+#[tokio::test]
+async fn link_lost_then_data_lost_resubscribes_and_reconciles() {
+    let stack = start_stack().await;
+    let (mut s, mut view) = open(&stack).await;
+    stack.sim().inject(Fault::LinkLost { restore_ms: 400, data_lost: true }).unwrap();
+    let stale = next(&mut s).await;
+    assert_eq!(freshness(&stale), pb::FreshnessState::Stale);
+    assert!(stale.freshness.as_ref().unwrap().reason.contains("1100"), "{stale:?}");
+    view.apply(&stale);
+    let h = stack.wait_state(pb::SessionState::Degraded, WITHIN).await;
+    assert!(h.reason.contains("1100"));
+    stack.sim().upsert_positions(vec![with_quantity(&stack, "AAPL", "250")]).unwrap();
+    let resync = loop {
+        let m = next(&mut s).await;
+        view.apply(&m);
+        if kind(&m) == pb::UpdateKind::Resync {
+            break m;
+        }
+    };
+    assert_eq!(resync.session_epoch, 1, "same session, no reconnect");
+    assert_eq!(view.rows, View::truth(&stack));
+    // After 1101 the new subscription is live: later changes flow as deltas.
+    stack.wait_ready().await;
+    stack.sim().upsert_positions(vec![with_quantity(&stack, "AAPL", "251")]).unwrap();
+    loop {
+        let m = next(&mut s).await;
+        view.apply(&m);
+        if view.rows == View::truth(&stack) {
+            break;
+        }
+    }
+    assert_eq!(stack.sim().stats().connections_accepted_total, 1);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn link_lost_then_data_maintained_refreshes_summary() {
+    let stack = start_stack().await;
+    let mut summary = stack
+        .client
+        .clone()
+        .watch_account_summary(pb::WatchAccountSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    summary.message().await.unwrap().unwrap();
+    let before = stack.sim().stats().requests.get("account_summary").copied();
+    stack.sim().inject(Fault::LinkLost { restore_ms: 300, data_lost: false }).unwrap();
+    stack.wait_state(pb::SessionState::Degraded, WITHIN).await;
+    stack.wait_ready().await;
+    eventually("the summary to be requested again after 1102", WITHIN, || async {
+        (stack.sim().stats().requests.get("account_summary").copied() > before).then_some(())
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + crate::support::patience(WITHIN);
+    let m = loop {
+        let m = tokio::time::timeout_at(deadline, summary.message())
+            .await
+            .expect("a live summary in time")
+            .unwrap()
+            .unwrap();
+        if m.freshness.as_ref().unwrap().state == pb::FreshnessState::Live as i32
+            && m.kind != pb::UpdateKind::Snapshot as i32
+        {
+            break m;
+        }
+    };
+    assert_eq!(m.session_epoch, 1);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn half_open_silence_is_detected_by_the_probe() {
+    let stack = start_stack().await;
+    let (mut s, _view) = open(&stack).await;
+    stack.sim().inject(Fault::Silence).unwrap();
+    let stale = next(&mut s).await;
+    assert_eq!(freshness(&stale), pb::FreshnessState::Stale);
+    assert!(stale.freshness.as_ref().unwrap().reason.contains("probe"), "{stale:?}");
+    let h = stack.wait_ready().await;
+    assert_eq!(h.session_epoch, 2);
+    let stats = stack.sim().stats();
+    let silent = stats.closed.iter().find(|c| c.conn == 1).expect("the silent socket was closed");
+    assert_eq!(silent.closed_by, ib_sim::Closer::Client, "we closed the half-open socket ourselves");
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn client_id_in_use_backs_off_and_keeps_the_id() {
+    let stack = start_stack().await;
+    stack.sim().inject(Fault::DuplicateId { duration_ms: 800 }).unwrap();
+    stack.sim().inject(Fault::Restart { down_ms: 50 }).unwrap();
+    let h = eventually("a 326 to be counted", WITHIN, || async {
+        let h = stack.health().await;
+        (h.client_id_conflicts > 0).then_some(h)
+    })
+    .await;
+    assert_eq!(h.client_id, 1, "the configured id is kept");
+    let h = stack.wait_ready().await;
+    assert_eq!(h.client_id, 1);
+    let stats = stack.sim().stats();
+    assert!(stats.rejected.get("duplicate_id_fault").copied().unwrap_or(0) >= 1);
+    assert!(stats.per_client_id.keys().all(|id| *id == 1), "never another id: {:?}", stats.per_client_id);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn a_single_fallback_id_is_used_after_repeated_conflicts() {
+    let mut settings = fast_settings();
+    settings.upstream.client_id = 7;
+    settings.upstream.fallback_client_id = Some(8);
+    settings.upstream.conflicts_before_fallback = 2;
+    let stack = start_stack_with(settings, ib_sim::Scenario::default()).await;
+    // Hold id 7 with a rogue client so every reconnect as 7 gets 326.
+    stack.sim().inject(Fault::Restart { down_ms: 100 }).unwrap();
+    let (_rogue, _) = loop {
+        if let Ok(c) = tokio::net::TcpStream::connect(stack.sim().api_addr()).await {
+            drop(c);
+            break crate::support::wire::WireClient::start(stack.sim().api_addr(), 7).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let h = eventually("ready on the fallback id", WITHIN, || async {
+        let h = stack.health().await;
+        (h.state == pb::SessionState::Ready as i32 && h.client_id == 8).then_some(h)
+    })
+    .await;
+    assert!(h.client_id_conflicts >= 2);
+    drop(_rogue);
+    stack.demo.service.stop().await;
+    stack.demo.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_frame_from_upstream_costs_a_reconnect_not_a_crash() {
+    let stack = start_stack().await;
+    let (mut s, mut view) = open(&stack).await;
+    for fault in [Fault::MalformedFrame, Fault::OversizedFrame] {
+        let epoch = stack.health().await.session_epoch;
+        stack.sim().inject(fault).unwrap();
+        eventually("a new session", WITHIN, || async {
+            let h = stack.health().await;
+            (h.session_epoch > epoch && h.state == pb::SessionState::Ready as i32).then_some(())
+        })
+        .await;
+    }
+    loop {
+        let m = next(&mut s).await;
+        view.apply(&m);
+        if kind(&m) == pb::UpdateKind::Resync && m.session_epoch == 3 {
+            break;
+        }
+    }
+    assert_eq!(view.rows, View::truth(&stack));
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_never_blocks_others_and_converges() {
+    let stack = start_stack().await;
+    let (mut slow, mut slow_view) = open(&stack).await;
+    let (mut fast, mut fast_view) = open(&stack).await;
+    let target = stack.sim().positions().into_iter().find(|p| p.symbol == "MSFT").unwrap();
+    stack
+        .sim()
+        .inject(Fault::Burst { count: 10_000, con_id: Some(target.con_id), account: Some(target.account.clone()) })
+        .unwrap();
+    let final_qty = (target.quantity.parse::<i64>().unwrap() + 10_000).to_string();
+    // The fast one reads as it comes and reaches the final state...
+    while fast_view.rows.get(&(target.account.clone(), i64::from(target.con_id))) != Some(&final_qty) {
+        let m = next(&mut fast).await;
+        fast_view.apply(&m);
+    }
+    // ...while the slow one has not read a single message. When it does, it converges too.
+    while slow_view.rows.get(&(target.account.clone(), i64::from(target.con_id))) != Some(&final_qty) {
+        let m = next(&mut slow).await;
+        slow_view.apply(&m);
+    }
+    assert_eq!(slow_view.rows, View::truth(&stack));
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_streams_with_unavailable_and_closes_upstream_first() {
+    let stack = start_stack().await;
+    let (mut s, _) = open(&stack).await;
+    let mut health = stack.client.clone().watch_health(pb::WatchHealthRequest {}).await.unwrap().into_inner();
+    health.message().await.unwrap().unwrap();
+    let token = stack.demo.service.shutdown_token();
+    token.cancel();
+    let end = loop {
+        match tokio::time::timeout(WITHIN, s.message()).await.expect("stream ends in time") {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::Unavailable);
+    assert_eq!(end.message(), "shutting down");
+    let end = loop {
+        match health.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("health stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::Unavailable);
+    stack.stop_and_check().await;
+}
