@@ -1,1 +1,11 @@
-//! placeholder
+//! `dashboard-client`: a live web page of accounts, positions, summary and session health, fed
+//! by gateway-svc's streams. The browser talks only to this process (server-sent events); this
+//! process is the only one talking gRPC, and it reconnects on its own when gateway-svc restarts.
+//!
+//! - [`model`]: what the page shows, kept current from the streams.
+//! - [`feed`]: the three stream tasks with reconnect and backoff.
+//! - [`web`]: the page, `/events` (SSE) and `/api/state`.
+
+pub mod feed;
+pub mod model;
+pub mod web;

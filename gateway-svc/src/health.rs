@@ -55,7 +55,7 @@ pub struct Health {
     pub since: SystemTime,
     /// Upstream session generation.
     pub epoch: u64,
-    /// Reconnects since start.
+    /// Sessions re-established since start (not failed attempts).
     pub reconnects: u64,
     /// When the next connection attempt is due (Reconnecting).
     pub next_attempt_at: Option<SystemTime>,

@@ -16,6 +16,7 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
             Ok(h) => {
                 describe();
+                register_zeroes();
                 h
             }
             // Another recorder is installed (embedding application): render an empty registry
@@ -37,6 +38,52 @@ fn describe() {
     describe_counter!("gateway_upstream_updates_total", "Rows received from upstream, by kind");
     describe_counter!("gateway_rpc_total", "gRPC calls by method and status code");
     describe_counter!("gateway_upstream_notices_total", "IB notices received, by code class");
+}
+
+/// Every reconnect cause the session reports.
+pub const RECONNECT_CAUSES: [&str; 9] = [
+    "client_id_in_use",
+    "connect_failed",
+    "connect_timeout",
+    "connection_lost",
+    "port_reset",
+    "probe_failed",
+    "probe_timeout",
+    "sync_failed",
+    "sync_timeout",
+];
+
+/// The RPC methods, as metric labels.
+pub const METHODS: [&str; 7] = [
+    "ListAccounts",
+    "GetPositions",
+    "WatchPositions",
+    "GetAccountSummary",
+    "WatchAccountSummary",
+    "GetHealth",
+    "WatchHealth",
+];
+
+/// Registers every series at zero so dashboards and alerts see them before the first event.
+fn register_zeroes() {
+    for cause in RECONNECT_CAUSES {
+        counter!("gateway_reconnects_total", "cause" => cause).absolute(0);
+    }
+    counter!("gateway_client_id_conflicts_total").absolute(0);
+    gauge!("gateway_probe_rtt_seconds").set(0.0);
+    gauge!("gateway_session_epoch").set(0.0);
+    gauge!("gateway_subscribers").set(0.0);
+    for kind in ["positions", "account_summary"] {
+        counter!("gateway_stream_resyncs_total", "kind" => kind).absolute(0);
+        counter!("gateway_upstream_updates_total", "kind" => kind).absolute(0);
+    }
+    for class in ["link", "farm", "other"] {
+        counter!("gateway_upstream_notices_total", "class" => class).absolute(0);
+    }
+    for method in METHODS {
+        counter!("gateway_rpc_total", "method" => method, "code" => "OK").absolute(0);
+    }
+    session_state(SessionState::Connecting);
 }
 
 /// Session state gauge: exactly one state is 1.

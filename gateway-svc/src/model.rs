@@ -22,10 +22,11 @@ pub enum Freshness {
 }
 
 impl Freshness {
-    /// Marks data stale now, keeping an earlier `since` if it already was.
+    /// Marks data stale now. An ongoing outage keeps its first `since` and its first reason:
+    /// "stale since 01:02, link lost" stays the story while reconnect attempts come and go.
     pub fn stale_from(&self, reason: &str) -> Freshness {
         match self {
-            Freshness::Stale { since, .. } => Freshness::Stale { since: *since, reason: reason.to_owned() },
+            Freshness::Stale { .. } => self.clone(),
             Freshness::Unknown { .. } => Freshness::Unknown { reason: reason.to_owned() },
             Freshness::Live => Freshness::Stale { since: SystemTime::now(), reason: reason.to_owned() },
         }
@@ -135,10 +136,10 @@ mod tests {
     }
 
     #[test]
-    fn stale_keeps_the_first_since() {
+    fn stale_keeps_the_first_since_and_reason() {
         let s1 = Freshness::Live.stale_from("link lost");
         let Freshness::Stale { since, .. } = s1.clone() else { panic!("stale expected") };
         let s2 = s1.stale_from("reconnecting");
-        assert_eq!(s2, Freshness::Stale { since, reason: "reconnecting".into() });
+        assert_eq!(s2, Freshness::Stale { since, reason: "link lost".into() });
     }
 }

@@ -50,7 +50,7 @@ fn lost(cause: &'static str, reason: impl Into<String>) -> End {
 pub async fn run(cfg: UpstreamSettings, state: Arc<State>, shutdown: CancellationToken) {
     let backoff =
         Backoff::new(Duration::from_millis(cfg.backoff_initial_ms), Duration::from_millis(cfg.backoff_max_ms));
-    let mut actor = Actor { cfg, state, shutdown, backoff, epoch: 0, consecutive_conflicts: 0 };
+    let mut actor = Actor { cfg, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
     actor.run().await;
 }
 
@@ -60,6 +60,8 @@ struct Actor {
     shutdown: CancellationToken,
     backoff: Backoff,
     epoch: u64,
+    /// Sessions that completed their first sync.
+    sessions: u64,
     consecutive_conflicts: u32,
 }
 
@@ -112,7 +114,6 @@ impl Actor {
             let next = SystemTime::now() + delay;
             self.set_state(SessionState::Reconnecting, format!("{reason}; retrying in {} ms", delay.as_millis()));
             self.state.update_health(|h| {
-                h.reconnects += 1;
                 h.next_attempt_at = Some(next);
                 h.server_version = 0;
             });
@@ -182,6 +183,10 @@ impl Actor {
             Ok(subs) => subs,
             Err(end) => return end,
         };
+        if self.sessions > 0 {
+            self.state.update_health(|h| h.reconnects += 1);
+        }
+        self.sessions += 1;
         self.set_state(SessionState::Ready, "live");
 
         let mut link_lost = false;

@@ -10,5 +10,7 @@ pub mod pb {
 /// Encoded `FileDescriptorSet` of `gateway.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gateway_descriptor");
 
+pub mod client;
+
 /// Full gRPC name of the service, as health checks and reflection spell it.
 pub const SERVICE_NAME: &str = "gateway.v1.GatewayService";

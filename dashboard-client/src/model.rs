@@ -1,0 +1,187 @@
+//! The dashboard's state: one serialisable value, replaced on every change and pushed to every
+//! open page.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use gateway_proto::pb;
+use serde::Serialize;
+
+/// Everything the page shows.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Dashboard {
+    /// Our link to gateway-svc.
+    pub gateway: GatewayLink,
+    /// The upstream session, as gateway-svc reports it.
+    pub health: Option<HealthView>,
+    /// Positions.
+    pub positions: DataView<PositionView>,
+    /// Account summary.
+    pub summary: DataView<SummaryView>,
+}
+
+/// Whether gateway-svc answers.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct GatewayLink {
+    /// gateway-svc address.
+    pub url: String,
+    /// True while every stream is connected.
+    pub reachable: bool,
+    /// Last connection error.
+    pub error: String,
+    /// When the link went down (RFC 3339), while it is down.
+    pub down_since: Option<String>,
+}
+
+/// Session health.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HealthView {
+    /// READY, DEGRADED, ...
+    pub state: String,
+    /// Why.
+    pub reason: String,
+    /// Since (RFC 3339).
+    pub since: Option<String>,
+    /// Session epoch.
+    pub epoch: u64,
+    /// Reconnects.
+    pub reconnects: u64,
+    /// Client id.
+    pub client_id: i32,
+    /// Next attempt (RFC 3339) while reconnecting.
+    pub next_attempt_at: Option<String>,
+    /// Outage inside a maintenance window.
+    pub expected_outage: bool,
+}
+
+/// Freshness as shown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FreshnessView {
+    /// LIVE, STALE or UNKNOWN.
+    pub state: String,
+    /// Since (RFC 3339), when STALE.
+    pub since: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl Default for FreshnessView {
+    fn default() -> Self {
+        Self { state: "UNKNOWN".into(), since: None, reason: "waiting for gateway-svc".into() }
+    }
+}
+
+/// One data kind.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DataView<T> {
+    /// Freshness.
+    pub freshness: FreshnessView,
+    /// Session epoch of the data.
+    pub epoch: u64,
+    /// As of (RFC 3339).
+    pub as_of: Option<String>,
+    /// Rows, ordered by key.
+    pub items: Vec<T>,
+    /// Stream messages applied.
+    pub messages: u64,
+}
+
+/// One position row.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PositionView {
+    /// `account:con_id`.
+    pub key: String,
+    /// Account.
+    pub account: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Contract description.
+    pub contract: String,
+    /// Quantity (decimal string).
+    pub quantity: String,
+    /// Average cost (decimal string).
+    pub avg_cost: String,
+    /// Currency.
+    pub currency: String,
+}
+
+/// One summary row.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SummaryView {
+    /// Account.
+    pub account: String,
+    /// Tag.
+    pub tag: String,
+    /// Value.
+    pub value: String,
+    /// Currency.
+    pub currency: String,
+}
+
+/// RFC 3339 (seconds) or `None`.
+pub fn rfc3339(t: Option<prost_types::Timestamp>) -> Option<String> {
+    let t = SystemTime::try_from(t?).ok()?;
+    Some(humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// Now, RFC 3339.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Freshness from protobuf.
+pub fn freshness(f: Option<&pb::Freshness>) -> FreshnessView {
+    let Some(f) = f else { return FreshnessView::default() };
+    let state = match pb::FreshnessState::try_from(f.state) {
+        Ok(pb::FreshnessState::Live) => "LIVE",
+        Ok(pb::FreshnessState::Stale) => "STALE",
+        _ => "UNKNOWN",
+    };
+    FreshnessView { state: state.into(), since: rfc3339(f.since), reason: f.reason.clone() }
+}
+
+/// Health from protobuf.
+pub fn health(h: &pb::Health) -> HealthView {
+    let state = pb::SessionState::try_from(h.state).map(|s| s.as_str_name()).unwrap_or("SESSION_STATE_UNSPECIFIED");
+    HealthView {
+        state: state.trim_start_matches("SESSION_STATE_").to_owned(),
+        reason: h.reason.clone(),
+        since: rfc3339(h.since),
+        epoch: h.session_epoch,
+        reconnects: h.reconnects,
+        client_id: h.client_id,
+        next_attempt_at: rfc3339(h.next_attempt_at),
+        expected_outage: h.expected_outage,
+    }
+}
+
+/// Rows keyed for snapshot/delta application.
+pub type Rows<T> = BTreeMap<String, T>;
+
+/// Position from protobuf.
+pub fn position(p: &pb::Position) -> PositionView {
+    let contract = if p.sec_type == "OPT" || p.sec_type == "FOP" {
+        format!("{} {} {} {}", p.sec_type, p.expiry, p.strike, p.right)
+    } else {
+        p.sec_type.clone()
+    };
+    PositionView {
+        key: format!("{}:{}", p.account, p.con_id),
+        account: p.account.clone(),
+        symbol: p.symbol.clone(),
+        contract,
+        quantity: p.quantity.clone(),
+        avg_cost: p.avg_cost.clone(),
+        currency: p.currency.clone(),
+    }
+}
+
+/// Summary value from protobuf.
+pub fn summary(v: &pb::SummaryValue) -> SummaryView {
+    SummaryView { account: v.account.clone(), tag: v.tag.clone(), value: v.value.clone(), currency: v.currency.clone() }
+}
+
+/// Key of a summary row.
+pub fn summary_key(account: &str, tag: &str, currency: &str) -> String {
+    format!("{account}:{tag}:{currency}")
+}

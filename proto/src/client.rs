@@ -1,0 +1,105 @@
+//! What every thin client needs to reach gateway-svc: a channel with timeouts and, when the
+//! service requires it, the bearer token on every call.
+
+use std::time::Duration;
+
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::pb::gateway_service_client::GatewayServiceClient;
+
+/// Default address of a local gateway-svc.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+
+/// A client of `gateway.v1.GatewayService` that sends the configured token.
+pub type Client = GatewayServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer …` when a token is configured.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Bearer(<redacted>)" } else { "Bearer(none)" })
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The address is not a URL.
+    BadAddress(String),
+    /// The token has characters a header cannot carry.
+    BadToken,
+    /// Nothing answered.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::BadAddress(a) => write!(f, "bad gateway address {a:?} (expected e.g. {DEFAULT_ADDR})"),
+            ConnectError::BadToken => f.write_str("the token contains characters not allowed in a header"),
+            ConnectError::Unreachable(e) => write!(f, "gateway-svc unreachable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// An endpoint for `addr` (`http://host:port`; `host:port` is accepted too).
+pub fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, ConnectError> {
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    Ok(Endpoint::from_shared(url)
+        .map_err(|_| ConnectError::BadAddress(addr.to_owned()))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true))
+}
+
+/// Connects now (fails fast when nothing listens).
+pub async fn connect(addr: &str, token: Option<&str>, connect_timeout: Duration) -> Result<Client, ConnectError> {
+    let bearer = bearer(token)?;
+    let channel =
+        endpoint(addr, connect_timeout)?.connect().await.map_err(|e| ConnectError::Unreachable(source_chain(&e)))?;
+    Ok(GatewayServiceClient::with_interceptor(channel, bearer))
+}
+
+/// A client whose connection is made on first use and re-made after failures: for long-lived
+/// clients that must survive gateway-svc restarts.
+pub fn connect_lazy(addr: &str, token: Option<&str>, connect_timeout: Duration) -> Result<Client, ConnectError> {
+    let bearer = bearer(token)?;
+    Ok(GatewayServiceClient::with_interceptor(endpoint(addr, connect_timeout)?.connect_lazy(), bearer))
+}
+
+fn bearer(token: Option<&str>) -> Result<Bearer, ConnectError> {
+    match token {
+        None | Some("") => Ok(Bearer(None)),
+        Some(t) => format!("Bearer {t}").parse().map(|v| Bearer(Some(v))).map_err(|_| ConnectError::BadToken),
+    }
+}
+
+/// The error and its sources on one line ("transport error: connection refused").
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
