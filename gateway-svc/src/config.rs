@@ -55,6 +55,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// Access control.
     pub auth: AuthSettings,
+    /// Maintenance windows (expected outages).
+    pub maintenance: crate::maintenance::MaintenanceSettings,
 }
 
 /// Upstream session settings.
@@ -304,6 +306,10 @@ impl Settings {
             return bad(format!(
                 "grpc.listen = {grpc} is not loopback: set auth.token, or auth.allow_unauthenticated_non_loopback = true"
             ));
+        }
+        crate::maintenance::Schedule::new(&self.maintenance).map_err(ConfigError)?;
+        if self.maintenance.retry_interval_ms == 0 {
+            return bad("maintenance.retry_interval_ms must be > 0".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad(format!("log.filter = {:?}: {e}", self.log.filter));

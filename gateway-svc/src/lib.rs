@@ -15,6 +15,7 @@ pub mod demo;
 pub mod grpc;
 pub mod health;
 pub mod hub;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod ops;

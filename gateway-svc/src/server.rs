@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigError, Settings};
 use crate::grpc::Gateway;
+use crate::maintenance::Schedule;
 use crate::state::State;
 use crate::{auth, metrics, ops, session};
 
@@ -68,7 +69,11 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let tracker = TaskTracker::new();
     let metrics_handle = metrics::handle();
 
-    tracker.spawn(session::run(settings.upstream.clone(), Arc::clone(&state), shutdown.clone()));
+    let maintenance = session::Maintenance {
+        schedule: Schedule::new(&settings.maintenance).map_err(ConfigError)?,
+        retry_interval: Duration::from_millis(settings.maintenance.retry_interval_ms),
+    };
+    tracker.spawn(session::run(settings.upstream.clone(), maintenance, Arc::clone(&state), shutdown.clone()));
 
     // grpc.health.v1: "" is the process, the named service is the upstream session.
     let (reporter, health_service) = tonic_health::server::health_reporter();

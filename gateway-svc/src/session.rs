@@ -21,6 +21,7 @@ use crate::backoff::Backoff;
 use crate::config::UpstreamSettings;
 use crate::convert;
 use crate::health::SessionState;
+use crate::maintenance::Schedule;
 use crate::metrics;
 use crate::model::{AccountRow, PositionRow, Row, SummaryRow};
 use crate::state::State;
@@ -47,15 +48,26 @@ fn lost(cause: &'static str, reason: impl Into<String>) -> End {
 }
 
 /// Runs the actor until `shutdown`.
-pub async fn run(cfg: UpstreamSettings, state: Arc<State>, shutdown: CancellationToken) {
+pub async fn run(cfg: UpstreamSettings, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
     let backoff =
         Backoff::new(Duration::from_millis(cfg.backoff_initial_ms), Duration::from_millis(cfg.backoff_max_ms));
-    let mut actor = Actor { cfg, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
+    let mut actor =
+        Actor { cfg, maintenance, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
     actor.run().await;
+}
+
+/// When outages are expected, and how often to retry during them.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// The windows.
+    pub schedule: Schedule,
+    /// Retry cadence inside a window.
+    pub retry_interval: Duration,
 }
 
 struct Actor {
     cfg: UpstreamSettings,
+    maintenance: Maintenance,
     state: Arc<State>,
     shutdown: CancellationToken,
     backoff: Backoff,
@@ -78,10 +90,13 @@ impl Actor {
         if current.state == state && current.reason == reason {
             return;
         }
-        info!(from = current.state.as_str(), to = state.as_str(), %reason, "session state");
+        // An outage inside a maintenance window is expected; say so wherever health is read.
+        let expected = state != SessionState::Ready && self.maintenance.schedule.active_now().is_some();
+        info!(from = current.state.as_str(), to = state.as_str(), %reason, expected_outage = expected, "session state");
         metrics::session_state(state);
         self.state.update_health(|h| {
             h.state = state;
+            h.expected_outage = expected;
             h.reason = reason;
             h.since = SystemTime::now();
             if state != SessionState::Reconnecting {
@@ -110,7 +125,15 @@ impl Actor {
             if stable {
                 self.backoff.reset();
             }
-            let delay = self.backoff.next_delay();
+            // Inside a maintenance window the gateway is down on purpose: retry on a slow, steady
+            // cadence instead of climbing the backoff, and say the outage is expected.
+            let (delay, reason) = match self.maintenance.schedule.active_now() {
+                Some(window) => (
+                    self.maintenance.retry_interval,
+                    format!("expected outage (maintenance window {window:?}): {reason}"),
+                ),
+                None => (self.backoff.next_delay(), reason),
+            };
             let next = SystemTime::now() + delay;
             self.set_state(SessionState::Reconnecting, format!("{reason}; retrying in {} ms", delay.as_millis()));
             self.state.update_health(|h| {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod gateway_faults;
 mod gateway_rpc;
 mod gateway_streams;
 mod sim_faults;

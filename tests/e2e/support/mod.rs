@@ -51,3 +51,28 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Path of a workspace binary next to this test binary (`target/debug/NAME`), building it first
+/// when it is missing so a plain `cargo test` works too.
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile directory");
+    let path = dir.join(name);
+    if !path.exists() {
+        let status =
+            std::process::Command::new(env!("CARGO")).args(["build", "--bin", name]).status().expect("cargo runs");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// The first line a child process prints (its address JSON), with a deadline.
+pub async fn first_line(stdout: tokio::process::ChildStdout) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    tokio::time::timeout(patience(Duration::from_secs(20)), lines.next_line())
+        .await
+        .expect("a first line in time")
+        .expect("readable stdout")
+        .expect("a line before EOF")
+}

@@ -91,11 +91,26 @@ impl Stack {
             (s.open_now == 0).then_some(s)
         })
         .await;
+        let port = demo.sim.api_addr().port();
         demo.sim.shutdown().await;
         assert_eq!(stats.order_messages, 0, "read-only by construction");
+        let unclean: Vec<_> = stats.closed.iter().filter(|c| !c.clean).collect();
+        assert!(unclean.is_empty(), "every upstream connection closed cleanly: {unclean:?}");
+        assert_eq!(close_wait(port), "", "no half-closed sockets on the gateway port");
         let last = stats.closed.back().expect("a closed connection");
         assert_eq!(last.closed_by, ib_sim::Closer::Client, "our side closed first: {last:?}");
         assert!(last.clean, "and cleanly: {last:?}");
         stats
     }
+}
+
+/// Sockets in CLOSE_WAIT on either side of `port`, as `ss` lists them (empty when none).
+pub fn close_wait(port: u16) -> String {
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-Htan", "state", "close-wait", &filter])
+        .output()
+        .expect("ss (iproute2) is installed by the test command");
+    assert!(out.status.success(), "ss failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

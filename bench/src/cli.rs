@@ -1,0 +1,152 @@
+//! Command-line flags. Every subcommand takes `--smoke` (a seconds-long version for CI); every
+//! other flag has a bounded default, and `--smoke` only changes the defaults of flags not given.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Benchmarks gateway-svc side by side with the alternatives, in the same run on the same machine.
+///
+/// Every scenario prints median, p95, p99 (and max where it matters) and the ratio to its baseline.
+/// The exit code is non-zero only on a functional failure, never on a missed performance goal.
+/// gateway-svc, ib-sim and trader-client must be built in the same profile as this binary.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// `trader-client --once` as a process vs a fresh ib_async and a fresh ibapi connection per run.
+    Runner(RunnerArgs),
+    /// Cached GetPositions throughput and latency vs an empty-handler server.
+    Unary(UnaryArgs),
+    /// One position change fanned out to N WatchPositions subscribers; latency and service RSS.
+    Fanout(FanoutArgs),
+    /// Time from a gateway restart until READY and until every subscriber has the RESYNC.
+    Recovery(RecoveryArgs),
+    /// A 10,000-update upstream burst: convergence time and messages per subscriber.
+    Burst(BurstArgs),
+    /// ib-sim alone: raw TWS clients receiving a burst; updates/s and simulator RSS.
+    Sim(SimArgs),
+    /// Every scenario with its defaults, then a summary table.
+    All(Smoke),
+}
+
+/// `--smoke` on its own.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Smoke {
+    /// Seconds-long version for CI: fewer runs, levels and updates.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+/// Flags of `runner`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunnerArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Measured runs per variant (default 20, smoke 3).
+    #[arg(long)]
+    pub runs: Option<u32>,
+    /// Give up on further runs after this many seconds per variant.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
+}
+
+/// Flags of `unary`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct UnaryArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Concurrency levels (calls in flight).
+    #[arg(long, value_delimiter = ',')]
+    pub levels: Option<Vec<usize>>,
+    /// Measured milliseconds per level and server (default 3000, smoke 500).
+    #[arg(long)]
+    pub duration_ms: Option<u64>,
+    /// HTTP/2 connections the calls are spread over (fewer when the level is lower).
+    #[arg(long)]
+    pub channels: Option<usize>,
+}
+
+/// Flags of `fanout`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FanoutArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Subscriber counts (default 100,1000,10000; smoke 100). One subscriber is always measured
+    /// first as the baseline.
+    #[arg(long, value_delimiter = ',')]
+    pub levels: Option<Vec<usize>>,
+    /// Streams per HTTP/2 connection.
+    #[arg(long)]
+    pub per_channel: Option<usize>,
+    /// Position changes measured per level (default 3, smoke 1).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+}
+
+/// Flags of `recovery`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecoveryArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Open WatchPositions subscribers (default 100, smoke 20).
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+    /// Restarts measured (default 3, smoke 1).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// The service's reconnect backoff (upstream.backoff_initial_ms), subtracted from the result.
+    #[arg(long)]
+    pub backoff_ms: Option<u64>,
+    /// How long the simulated gateway refuses connections after the restart.
+    #[arg(long)]
+    pub down_ms: Option<u64>,
+}
+
+/// Flags of `burst`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BurstArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Open WatchPositions subscribers (default 100, smoke 10).
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+    /// Updates in the burst (default 10000, smoke 2000).
+    #[arg(long)]
+    pub count: Option<u32>,
+    /// Bursts measured (default 2, smoke 1).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+}
+
+/// Flags of `sim`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SimArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Raw TWS clients subscribed to positions.
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Updates in the burst (default 10000, smoke 1000).
+    #[arg(long)]
+    pub count: Option<u32>,
+    /// Bursts measured (default 2, smoke 1).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+}
+
+/// `value` when given, else the smoke or the full default.
+pub fn pick<T>(value: Option<T>, smoke: bool, smoke_default: T, full_default: T) -> T {
+    value.unwrap_or(if smoke { smoke_default } else { full_default })
+}

@@ -1,0 +1,201 @@
+//! `recovery`: the simulated gateway restarts with S subscribers open. Measured from the fault
+//! until the service reports READY and until every subscriber has the RESYNC of the new epoch,
+//! with the configured reconnect backoff subtracted (it is a deliberate wait, not work). The
+//! baseline is what a client without gateway-svc pays after the same restart: a fresh direct
+//! `ibapi` connection and sync, measured in the same run against the same simulator.
+//!
+//! The phases come from the service's own health stream (WatchHealth), timestamped on arrival:
+//! detect (fault → RECONNECTING), backoff (from the health's next_attempt_at), reconnect and sync
+//! (→ READY), and fan-out (READY → last subscriber's RESYNC).
+
+use std::time::Duration;
+
+use gateway_proto::pb;
+use ib_sim::Fault;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{header, patience};
+use crate::cli::{RecoveryArgs, pick};
+use crate::fleet::Fleet;
+use crate::report::{Line, Table, latency_cells};
+use crate::stack::{self, Spawned};
+use crate::stats::{Summary, median_duration, ms};
+use crate::{Error, Result, direct};
+
+const NAME: &str = "recovery";
+/// The goal for fault → every subscriber resynced, backoff excluded.
+const GOAL: Duration = Duration::from_millis(250);
+/// Client ids for the direct baseline.
+const DIRECT_IDS: i32 = 3000;
+
+/// One restart's timeline.
+#[derive(Debug)]
+struct Round {
+    detect: Option<Duration>,
+    backoff: Duration,
+    ready: Duration,
+    resync: Summary,
+}
+
+/// Runs the scenario.
+pub async fn run(args: &RecoveryArgs) -> Result<Vec<Line>> {
+    let smoke = args.smoke.smoke;
+    let subscribers = pick(args.subscribers, smoke, 20, 100).max(1);
+    let rounds = pick(args.rounds, smoke, 1, 3).max(1);
+    let backoff_ms = args.backoff_ms.unwrap_or(1).max(1);
+    let down_ms = args.down_ms.unwrap_or(0);
+    header(
+        NAME,
+        &format!("{subscribers} subscribers, {rounds} restart(s) with down_ms {down_ms}, backoff {backoff_ms} ms"),
+    );
+    // A stable-session threshold of 1 ms resets the backoff after every session, so each restart
+    // waits the initial backoff rather than a doubled one.
+    let env = [
+        ("IBGW__UPSTREAM__BACKOFF_INITIAL_MS", backoff_ms.to_string()),
+        ("IBGW__UPSTREAM__BACKOFF_MAX_MS", (backoff_ms * 4).to_string()),
+        ("IBGW__UPSTREAM__BACKOFF_RESET_AFTER_MS", "1".to_owned()),
+    ];
+    let gw = Spawned::start(&env).await?;
+    let result = measure(&gw, subscribers, rounds, backoff_ms, down_ms, smoke).await;
+    gw.stop().await;
+    result
+}
+
+async fn measure(
+    gw: &Spawned,
+    subscribers: usize,
+    rounds: u32,
+    backoff_ms: u64,
+    down_ms: u64,
+    smoke: bool,
+) -> Result<Vec<Line>> {
+    let mut client = stack::connect(gw.grpc).await?;
+    // Baseline first, while the session is settled.
+    let mut direct_runs = Vec::new();
+    for i in 0..if smoke { 2 } else { 5 } {
+        direct_runs.push(direct::connect_and_sync(gw.sim_api, DIRECT_IDS + i).await?);
+    }
+    let direct = median_duration(&direct_runs).unwrap_or_default();
+
+    let mut fleet = Fleet::open(gw.grpc, subscribers, 100, patience(subscribers) * 3).await?;
+    let mut health = watch_health(&mut client).await?;
+    let mut t = Table::new(
+        format!("{NAME}: restart → READY → every subscriber resynced (backoff subtracted where marked)"),
+        &["round", "detect", "backoff", "READY", "READY − backoff", "resync p50", "p95", "p99", "max", "max − backoff"],
+    );
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        stack::wait_ready(&mut client, Duration::from_secs(20)).await?;
+        let epoch = stack::health(&mut client).await?.session_epoch;
+        fleet.drain()?;
+        while health.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        gw.control.inject(&Fault::Restart { down_ms }).await.map_err(|e| Error::setup("inject restart", e))?;
+        let (detect, backoff, ready) = timeline(&mut health, t0, epoch, Duration::from_millis(backoff_ms)).await?;
+        let got = fleet
+            .until_each(patience(subscribers), |_| {}, |e| e.kind == pb::UpdateKind::Resync && e.epoch > epoch)
+            .await?;
+        let lat: Vec<Duration> = got.iter().map(|e| e.at.duration_since(t0)).collect();
+        let resync = Summary::of(&lat).ok_or_else(|| Error::Functional("no resyncs".into()))?;
+        let mut cells = vec![
+            round.to_string(),
+            detect.map_or_else(|| "—".into(), ms),
+            ms(backoff),
+            ms(ready),
+            ms(ready.saturating_sub(backoff)),
+        ];
+        cells.extend(latency_cells(Some(&resync)));
+        cells.push(ms(resync.max.saturating_sub(backoff)));
+        t.row(cells);
+        results.push(Round { detect, backoff, ready, resync });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.print();
+    fleet.close().await;
+
+    let med = |f: &dyn Fn(&Round) -> Duration| median_duration(&results.iter().map(f).collect::<Vec<_>>());
+    let all_net = med(&|r| r.resync.max.saturating_sub(r.backoff)).unwrap_or_default();
+    let ready_net = med(&|r| r.ready.saturating_sub(r.backoff)).unwrap_or_default();
+    let detect = med(&|r| r.detect.unwrap_or_default()).unwrap_or_default();
+    println!(
+        "{NAME}: median detect {}, READY−backoff {}, all resynced−backoff {}; direct ibapi connect+sync {} (median of {})",
+        ms(detect),
+        ms(ready_net),
+        ms(all_net),
+        ms(direct),
+        direct_runs.len()
+    );
+    let ratio = |d: Duration| d.as_secs_f64() / direct.as_secs_f64();
+    Ok(vec![
+        Line::new(NAME, format!("restart → READY − backoff ({subscribers} subs)"), ms(ready_net))
+            .baseline(format!("{} direct sync", ms(direct)), ratio(ready_net)),
+        Line::new(NAME, format!("restart → all {subscribers} resynced − backoff"), ms(all_net))
+            .baseline(format!("{} direct sync", ms(direct)), ratio(all_net))
+            .goal(format!("≤ {}", ms(GOAL)), all_net <= GOAL),
+    ])
+}
+
+type HealthEvents = mpsc::UnboundedReceiver<(Instant, pb::Health)>;
+
+/// Every health change, timestamped on arrival, from a WatchHealth stream read by its own task.
+async fn watch_health(client: &mut stack::Client) -> Result<HealthEvents> {
+    let mut stream = client
+        .watch_health(pb::WatchHealthRequest {})
+        .await
+        .map_err(|s| Error::functional("WatchHealth", s))?
+        .into_inner();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(m)) = stream.message().await {
+            if let Some(h) = m.health
+                && tx.send((Instant::now(), h)).is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Reads health changes after the fault: when RECONNECTING was first seen (detect), the actual
+/// jittered backoff, and when READY with a newer epoch was seen.
+async fn timeline(
+    health: &mut HealthEvents,
+    t0: Instant,
+    epoch: u64,
+    configured: Duration,
+) -> Result<(Option<Duration>, Duration, Duration)> {
+    let deadline = t0 + Duration::from_secs(20);
+    let mut detect = None;
+    let mut backoff = None;
+    loop {
+        let Ok(Some((at, h))) = tokio::time::timeout_at(deadline, health.recv()).await else {
+            return Err(Error::Functional("the session did not become READY again within 20 s".into()));
+        };
+        if h.state == pb::SessionState::Reconnecting as i32 {
+            detect.get_or_insert(at.duration_since(t0));
+            if backoff.is_none() {
+                backoff = actual_backoff(&h);
+            }
+        }
+        if h.state == pb::SessionState::Ready as i32 && h.session_epoch > epoch {
+            // The health stream may coalesce RECONNECTING away; the configured value is the
+            // best estimate then (the jitter is ±20 %).
+            return Ok((detect, backoff.unwrap_or(configured), at.duration_since(t0)));
+        }
+    }
+}
+
+/// `next_attempt_at − since` of a RECONNECTING health, else the "retrying in N ms" of its reason.
+fn actual_backoff(h: &pb::Health) -> Option<Duration> {
+    let nanos = |t: &prost_types::Timestamp| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    if let (Some(next), Some(since)) = (&h.next_attempt_at, &h.since) {
+        let d = nanos(next) - nanos(since);
+        if d >= 0 {
+            return Some(Duration::from_nanos(u64::try_from(d).unwrap_or(0)));
+        }
+    }
+    let ms = h.reason.split("retrying in ").nth(1)?.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ms))
+}

@@ -1,0 +1,133 @@
+//! `unary`: cached GetPositions throughput and latency at several concurrency levels, against an
+//! empty-handler tonic server measured the same way in the same run. Both servers run in this
+//! process, sharing its runtime with the load generator exactly alike, so the ratio isolates
+//! what gateway-svc adds to tonic: its middleware (timeout, concurrency limit, load shedding,
+//! auth interceptor), the snapshot read, the filter and the response encoding.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gateway_proto::pb;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::header;
+use crate::cli::{UnaryArgs, pick};
+use crate::empty::EmptyServer;
+use crate::report::{Line, Table, latency_cells, times};
+use crate::stack::{self, Client, InProcess};
+use crate::stats::Summary;
+use crate::{Error, Result};
+
+const NAME: &str = "unary";
+/// The goal: gateway-svc keeps at least this share of the empty server's throughput.
+const GOAL_RATIO: f64 = 0.8;
+/// A bound on calls per task, whatever the duration.
+const MAX_CALLS_PER_TASK: usize = 2_000_000;
+
+/// What one load run measured.
+#[derive(Debug)]
+struct Load {
+    rps: f64,
+    latency: Option<Summary>,
+}
+
+/// Runs the scenario.
+pub async fn run(args: &UnaryArgs) -> Result<Vec<Line>> {
+    let smoke = args.smoke.smoke;
+    let levels = args.levels.clone().unwrap_or_else(|| vec![1, 16, 64]);
+    let duration = Duration::from_millis(pick(args.duration_ms, smoke, 500, 3_000));
+    let channels = args.channels.unwrap_or(4).max(1);
+    header(NAME, &format!("GetPositions for {duration:?} per level and server, over up to {channels} connections"));
+    let gateway = InProcess::start().await?;
+    let empty = EmptyServer::start().await?;
+    let result = measure(gateway.grpc(), empty.addr, &levels, channels, duration).await;
+    empty.stop().await;
+    gateway.stop().await;
+    result
+}
+
+async fn measure(
+    gateway: SocketAddr,
+    empty: SocketAddr,
+    levels: &[usize],
+    channels: usize,
+    duration: Duration,
+) -> Result<Vec<Line>> {
+    let mut t = Table::new(
+        format!("{NAME}: GetPositions (all positions), ratio = gateway-svc rps / empty-handler rps"),
+        &["in flight", "connections", "server", "rps", "p50", "p95", "p99", "max", "ratio"],
+    );
+    let mut lines = Vec::new();
+    for &level in levels {
+        let level = level.max(1);
+        let conns = channels.min(level);
+        let g = load(gateway, level, conns, duration).await?;
+        let e = load(empty, level, conns, duration).await?;
+        let ratio = g.rps / e.rps;
+        for (name, l, r) in [("gateway-svc", &g, times(ratio)), ("empty handler", &e, String::new())] {
+            let mut cells = vec![level.to_string(), conns.to_string(), name.into(), format!("{:.0}", l.rps)];
+            cells.extend(latency_cells(l.latency.as_ref()));
+            cells.push(r);
+            t.row(cells);
+        }
+        lines.push(
+            Line::new(NAME, format!("GetPositions rps, {level} in flight"), format!("{:.0}", g.rps))
+                .baseline(format!("{:.0}", e.rps), ratio)
+                .goal(format!("≥ {GOAL_RATIO}×"), ratio >= GOAL_RATIO),
+        );
+    }
+    t.print();
+    Ok(lines)
+}
+
+/// `concurrency` tasks calling GetPositions back to back over `conns` connections for a warm-up
+/// (not recorded) and then `duration`.
+async fn load(addr: SocketAddr, concurrency: usize, conns: usize, duration: Duration) -> Result<Load> {
+    let mut clients = Vec::new();
+    for _ in 0..conns {
+        clients.push(stack::channel(addr).await?);
+    }
+    let warmup = (duration / 5).max(Duration::from_millis(100));
+    let measure_from = Instant::now() + warmup;
+    let until = measure_from + duration;
+    let mut tasks = JoinSet::new();
+    for i in 0..concurrency {
+        let mut client = Client::new(clients[i % conns].clone());
+        tasks.spawn(async move {
+            let mut samples: Vec<u32> = Vec::new();
+            let mut failure = None;
+            let request = pb::GetPositionsRequest::default();
+            for _ in 0..MAX_CALLS_PER_TASK {
+                let start = Instant::now();
+                if start >= until {
+                    break;
+                }
+                match client.get_positions(request.clone()).await {
+                    Ok(r) if start >= measure_from => {
+                        let took = start.elapsed();
+                        drop(r);
+                        samples.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                    }
+                    Ok(_) => {}
+                    Err(s) => {
+                        failure = Some(format!("{:?}: {}", s.code(), s.message()));
+                        break;
+                    }
+                }
+            }
+            (samples, failure)
+        });
+    }
+    let mut all: Vec<u32> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (samples, failure) = joined.map_err(|e| Error::functional("load task", e))?;
+        if let Some(f) = failure {
+            return Err(Error::Functional(format!("GetPositions on {addr} failed under load: {f}")));
+        }
+        all.extend(samples);
+    }
+    // The last calls may end after `until`; rps counts calls started in the window over it.
+    let rps = all.len() as f64 / duration.as_secs_f64();
+    Ok(Load { rps, latency: Summary::of_micros(&mut all) })
+}
