@@ -79,6 +79,11 @@ impl Service {
         rss_kib(self.pid)
     }
 
+    /// CPU time used so far, all threads (see [`cpu_time`]).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.pid)
+    }
+
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -87,6 +92,11 @@ impl Service {
     /// Where the service logs.
     pub fn log(&self) -> &Path {
         &self.log
+    }
+
+    /// Log lines so far that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.log).map_or(0, |text| text.lines().filter(|l| l.contains(needle)).count())
     }
 
     /// Kills the process and reaps it. The benchmark has no use for a graceful stop, and a kill
@@ -103,6 +113,19 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// CPU time `pid` has used, summed over its threads, from `/proc/<pid>/task/*/schedstat`
+/// (nanoseconds, unlike the 10 ms ticks of `/proc/<pid>/stat`). Threads that already exited are
+/// not counted, which is fine for the long-lived runtime workers measured here.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Some(Duration::from_nanos(ns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +135,7 @@ mod tests {
         let kib = rss_kib(std::process::id());
         if cfg!(target_os = "linux") {
             assert!(kib.is_some_and(|k| k > 0), "{kib:?}");
+            assert!(cpu_time(std::process::id()).is_some_and(|d| d > Duration::ZERO));
         }
     }
 }

@@ -101,11 +101,13 @@ impl PositionFeed {
         Ok(PositionFeed { client, sub, initial })
     }
 
-    /// Reads updates until the target position shows `expected`; returns when that was and how
-    /// many target updates arrived.
-    pub async fn until_quantity(&mut self, expected: f64, within: Duration) -> Result<(Instant, u64)> {
+    /// Reads updates until the target position shows `expected`; returns when that was, how
+    /// many target updates arrived, and how many frames `ibapi` dropped because this reader fell
+    /// behind its channel (it reports them in-band as notice [`LAG_CODE`]).
+    pub async fn until_quantity(&mut self, expected: f64, within: Duration) -> Result<(Instant, u64, u64)> {
         let deadline = Instant::now() + within;
         let mut updates = 0;
+        let mut dropped = 0;
         loop {
             let item = tokio::time::timeout_at(deadline, self.sub.next()).await.map_err(|_| {
                 Error::Functional(format!(
@@ -116,9 +118,10 @@ impl PositionFeed {
                 Some(Ok(SubscriptionItem::Data(PositionUpdate::Position(p)))) if is_target(&p) => {
                     updates += 1;
                     if p.position == expected {
-                        return Ok((Instant::now(), updates));
+                        return Ok((Instant::now(), updates, dropped));
                     }
                 }
+                Some(Ok(SubscriptionItem::Notice(n))) if n.code == LAG_CODE => dropped += frames_dropped(&n.message),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(Error::functional("direct ibapi positions", e)),
                 None => return Err(Error::Functional("direct ibapi: positions stream ended".into())),
@@ -131,6 +134,14 @@ impl PositionFeed {
         drop(self.sub);
         self.client.disconnect().await;
     }
+}
+
+/// The in-band notice code `ibapi` uses for "subscription fell behind; N frames dropped".
+pub const LAG_CODE: i32 = ibapi::SUBSCRIPTION_LAG_CODE;
+
+/// The N of a lag notice's "… N frames dropped …".
+fn frames_dropped(message: &str) -> u64 {
+    message.split("; ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(1)
 }
 
 fn is_target(p: &ibapi::accounts::Position) -> bool {

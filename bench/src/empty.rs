@@ -1,13 +1,20 @@
 //! The unary baseline: `gateway.v1.GatewayService` with every method answering an empty default
 //! response at once, served by a plain tonic server. It is what tonic and HTTP/2 cost on this
 //! machine; gateway-svc's figures are divided by it.
+//!
+//! For the breakdown of where gateway-svc's time goes, two variants add one thing each: the
+//! gateway's request middleware (timeout, concurrency limit, load shedding, interceptor), or a
+//! fixed GetPositions payload (the same bytes gateway-svc returns, cloned per call).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::Stream;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_server::{GatewayService, GatewayServiceServer};
+use gateway_svc::config::GrpcSettings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -21,9 +28,11 @@ fn none<M: Send + 'static>() -> Empty<M> {
     Box::pin(futures_util::stream::empty())
 }
 
-/// A service that does nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EmptyGateway;
+/// A service that does nothing (or returns a fixed GetPositions payload).
+#[derive(Debug, Clone, Default)]
+pub struct EmptyGateway {
+    positions: Option<Arc<pb::GetPositionsResponse>>,
+}
 
 #[tonic::async_trait]
 impl GatewayService for EmptyGateway {
@@ -42,7 +51,7 @@ impl GatewayService for EmptyGateway {
         &self,
         _: Request<pb::GetPositionsRequest>,
     ) -> Result<Response<pb::GetPositionsResponse>, Status> {
-        Ok(Response::new(pb::GetPositionsResponse::default()))
+        Ok(Response::new(self.positions.as_deref().cloned().unwrap_or_default()))
     }
 
     async fn watch_positions(
@@ -87,9 +96,18 @@ pub struct EmptyServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What the empty server adds to doing nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// gateway-svc's request middleware with its default settings.
+    pub middleware: bool,
+    /// GetPositions answers this (cloned per call) instead of an empty response.
+    pub positions: Option<pb::GetPositionsResponse>,
+}
+
 impl EmptyServer {
     /// Binds 127.0.0.1:0 and serves until [`EmptyServer::stop`].
-    pub async fn start() -> Result<EmptyServer> {
+    pub async fn start(extras: Extras) -> Result<EmptyServer> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| Error::setup("empty server bind", e))?;
         let addr = listener.local_addr().map_err(|e| Error::setup("empty server address", e))?;
         let stop = CancellationToken::new();
@@ -97,12 +115,23 @@ impl EmptyServer {
         // stream, and a baseline must be tonic at its best.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let shutdown = stop.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(GatewayServiceServer::new(EmptyGateway))
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
-        });
+        let service = EmptyGateway { positions: extras.positions.map(Arc::new) };
+        let task = if extras.middleware {
+            let g = GrpcSettings::default();
+            let router = tonic::transport::Server::builder()
+                .timeout(Duration::from_millis(g.unary_timeout_ms))
+                .concurrency_limit_per_connection(g.concurrency_per_connection)
+                .load_shed(true)
+                .add_service(GatewayServiceServer::with_interceptor(service, gateway_svc::auth::interceptor(None)));
+            tokio::spawn(async move {
+                let _ = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+            })
+        } else {
+            let router = tonic::transport::Server::builder().add_service(GatewayServiceServer::new(service));
+            tokio::spawn(async move {
+                let _ = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+            })
+        };
         Ok(EmptyServer { addr, stop, task })
     }
 

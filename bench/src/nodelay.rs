@@ -41,3 +41,27 @@ pub async fn serve(state: Arc<State>, g: &GrpcSettings, shutdown: CancellationTo
     });
     Ok(addr)
 }
+
+/// `ibgw-bench serve-nodelay`: what `gateway-svc demo` does, plus the server above, printing
+/// the same first stdout line with `grpc` pointing at the TCP_NODELAY server. Runs until killed.
+pub async fn demo(args: &crate::cli::ServeArgs) -> Result<()> {
+    let settings = gateway_svc::Settings::load(None).map_err(|e| Error::setup("settings", e))?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = settings;
+    settings.grpc.listen = any.to_string();
+    settings.ops.listen = any.to_string();
+    let addrs = gateway_svc::demo::DemoAddrs { sim_api: args.sim_listen, sim_control: args.sim_control_listen };
+    let shutdown = CancellationToken::new();
+    let grpc_settings = settings.grpc.clone();
+    let demo = gateway_svc::demo::Demo::start(settings, addrs, ib_sim::Scenario::default(), shutdown.clone())
+        .await
+        .map_err(|e| Error::setup("gateway-svc demo", e))?;
+    let grpc = serve(Arc::clone(&demo.service.state), &grpc_settings, shutdown.clone()).await?;
+    let mut line = demo.addresses_json();
+    line["grpc"] = serde_json::Value::String(grpc.to_string());
+    line["grpc_shipped"] = serde_json::Value::String(demo.service.grpc_addr.to_string());
+    println!("{line}");
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = demo.stop().await;
+    Ok(())
+}

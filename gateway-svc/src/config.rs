@@ -143,6 +143,11 @@ pub struct GrpcSettings {
     pub keepalive_interval_ms: u64,
     /// HTTP/2 keepalive ping timeout.
     pub keepalive_timeout_ms: u64,
+    /// Serve TLS with this PEM certificate chain (together with `tls_key_path`); plaintext when
+    /// both are unset.
+    pub tls_cert_path: Option<String>,
+    /// PEM private key for `tls_cert_path`.
+    pub tls_key_path: Option<String>,
 }
 
 impl Default for GrpcSettings {
@@ -154,6 +159,8 @@ impl Default for GrpcSettings {
             max_subscribers: 20_000,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
+            tls_cert_path: None,
+            tls_key_path: None,
         }
     }
 }
@@ -298,6 +305,17 @@ impl Settings {
         }
         if self.grpc.concurrency_per_connection == 0 || self.grpc.max_subscribers == 0 {
             return bad("grpc.concurrency_per_connection and grpc.max_subscribers must be > 0".into());
+        }
+        match (&self.grpc.tls_cert_path, &self.grpc.tls_key_path) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                for (k, p) in [("grpc.tls_cert_path", cert), ("grpc.tls_key_path", key)] {
+                    if !Path::new(p).is_file() {
+                        return bad(format!("{k} = {p:?} is not a readable file"));
+                    }
+                }
+            }
+            _ => return bad("grpc.tls_cert_path and grpc.tls_key_path go together".into()),
         }
         if self.auth.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
             return bad("auth.token is set but empty".into());

@@ -32,6 +32,9 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be used.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     /// Reflection descriptors failed to load (a build defect).
     #[error("reflection setup failed: {0}")]
     Reflection(String),
@@ -93,7 +96,16 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let g = &settings.grpc;
     let gateway = Gateway::new(Arc::clone(&state), shutdown.clone(), g.max_subscribers);
     let service = GatewayServiceServer::with_interceptor(gateway, auth::interceptor(settings.auth.token.clone()));
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&g.tls_cert_path, &g.tls_key_path) {
+        let read = |p: &str| std::fs::read(p).map_err(|e| StartError::Tls(format!("{p}: {e}")));
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        info!(cert = %cert, "gRPC over TLS");
+    }
+    let router = builder
         .timeout(Duration::from_millis(g.unary_timeout_ms))
         .concurrency_limit_per_connection(g.concurrency_per_connection)
         .load_shed(true)

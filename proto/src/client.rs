@@ -78,6 +78,26 @@ pub async fn connect(addr: &str, token: Option<&str>, connect_timeout: Duration)
     Ok(GatewayServiceClient::with_interceptor(channel, bearer))
 }
 
+/// Like [`connect`], over TLS, trusting the PEM certificate authority `ca_pem` (the server's
+/// name must match the address's host).
+pub async fn connect_tls(
+    addr: &str,
+    token: Option<&str>,
+    ca_pem: &[u8],
+    connect_timeout: Duration,
+) -> Result<Client, ConnectError> {
+    let bearer = bearer(token)?;
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("https://{addr}") };
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+    let channel = endpoint(&url, connect_timeout)?
+        .tls_config(tls)
+        .map_err(|e| ConnectError::Unreachable(source_chain(&e)))?
+        .connect()
+        .await
+        .map_err(|e| ConnectError::Unreachable(source_chain(&e)))?;
+    Ok(GatewayServiceClient::with_interceptor(channel, bearer))
+}
+
 /// A client whose connection is made on first use and re-made after failures: for long-lived
 /// clients that must survive gateway-svc restarts.
 pub fn connect_lazy(addr: &str, token: Option<&str>, connect_timeout: Duration) -> Result<Client, ConnectError> {

@@ -3,8 +3,10 @@
 
 mod support;
 
+mod gateway_bad_input;
 mod gateway_faults;
 mod gateway_rpc;
 mod gateway_streams;
+mod gateway_tls;
 mod sim_faults;
 mod sim_interop;

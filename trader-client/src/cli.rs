@@ -35,6 +35,9 @@ pub struct Args {
     /// Refuse data that has been stale for longer than this.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub max_staleness: Duration,
+    /// Speak TLS, trusting this PEM certificate authority (gateway-svc with grpc.tls_*).
+    #[arg(long, env = "IBGW_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Bearer token, when gateway-svc requires one.
     #[arg(long, env = "IBGW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

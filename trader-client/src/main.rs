@@ -26,9 +26,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
-    let mut client = gateway_proto::client::connect(&args.gateway, args.token.as_deref(), Duration::from_secs(3))
-        .await
-        .map_err(|e| Failure::from_connect(&args.gateway, e))?;
+    let timeout = Duration::from_secs(3);
+    let token = args.token.as_deref();
+    let connected = match &args.tls_ca {
+        Some(path) => {
+            let ca = std::fs::read(path).map_err(|e| Failure::Other(format!("--tls-ca {}: {e}", path.display())))?;
+            gateway_proto::client::connect_tls(&args.gateway, token, &ca, timeout).await
+        }
+        None => gateway_proto::client::connect(&args.gateway, token, timeout).await,
+    };
+    let mut client = connected.map_err(|e| Failure::from_connect(&args.gateway, e))?;
     loop {
         let report = fetch(&mut client, &args).await?;
         if args.json {

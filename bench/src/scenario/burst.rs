@@ -24,6 +24,9 @@ use crate::{Error, Result, TARGET_ACCOUNT, TARGET_CON_ID};
 const NAME: &str = "burst";
 /// Client id of the direct baseline.
 const DIRECT_ID: i32 = 4000;
+/// What `ibapi` logs (at warn) when a subscription falls behind its channel and frames are
+/// dropped; gateway-svc's log shows it when its own upstream reader lagged.
+const LAG_WARNING: &str = "subscription fell behind";
 
 fn burst(count: u32) -> Fault {
     Fault::Burst { count, con_id: Some(TARGET_CON_ID), account: Some(TARGET_ACCOUNT.into()) }
@@ -37,14 +40,33 @@ pub async fn run(args: &BurstArgs) -> Result<Vec<Line>> {
     let rounds = pick(args.rounds, smoke, 1, 2).max(1);
     header(NAME, &format!("{count} upstream updates, {subscribers} subscribers, {rounds} round(s)"));
     let direct = baseline(count, rounds).await?;
-    let gw = Spawned::start(&[]).await?;
+    if args.target.nodelay {
+        println!("measuring gateway-svc's service with TCP_NODELAY (ibgw-bench serve-nodelay), not the shipped binary");
+    }
+    let gw = Spawned::start(args.target, &[]).await?;
     let result = measure(&gw, subscribers, count, rounds, direct).await;
     gw.stop().await;
-    result
+    result.map(|mut lines| {
+        for l in &mut lines {
+            l.metric.push_str(args.target.label());
+        }
+        lines
+    })
 }
 
-/// The median time for one direct client to receive the whole burst, and the updates it got.
-async fn baseline(count: u32, rounds: u32) -> Result<(Duration, u64)> {
+/// The direct client's figures.
+#[derive(Debug, Clone, Copy)]
+struct Direct {
+    /// Median time to the final quantity.
+    time: Duration,
+    /// Target updates received in the last round.
+    updates: u64,
+    /// Frames `ibapi` dropped because the reader fell behind, over all rounds.
+    dropped: u64,
+}
+
+/// One direct client on its own simulator receiving the whole burst.
+async fn baseline(count: u32, rounds: u32) -> Result<Direct> {
     let sim = Sim::start(SimConfig::ephemeral()).await.map_err(|e| Error::setup("baseline simulator", e))?;
     let result = async {
         let control =
@@ -52,16 +74,18 @@ async fn baseline(count: u32, rounds: u32) -> Result<(Duration, u64)> {
         let mut feed = PositionFeed::open(sim.api_addr(), DIRECT_ID).await?;
         let mut times = Vec::new();
         let mut updates = 0;
+        let mut dropped = 0;
         for _ in 0..rounds {
             let t0 = Instant::now();
             control.inject(&burst(count)).await.map_err(|e| Error::setup("inject burst", e))?;
             let expected = quantity(&target_position(&control).await?.quantity)?;
-            let (done, n) = feed.until_quantity(expected, patience(count as usize)).await?;
+            let (done, n, lost) = feed.until_quantity(expected, patience(count as usize)).await?;
             times.push(done.duration_since(t0));
             updates = n;
+            dropped += lost;
         }
         feed.close().await;
-        Ok((median_duration(&times).unwrap_or_default(), updates))
+        Ok(Direct { time: median_duration(&times).unwrap_or_default(), updates, dropped })
     }
     .await;
     sim.shutdown().await;
@@ -72,17 +96,24 @@ fn quantity(q: &str) -> Result<f64> {
     q.parse().map_err(|_| Error::Functional(format!("simulator quantity {q:?} is not a number")))
 }
 
-async fn measure(
-    gw: &Spawned,
-    subscribers: usize,
-    count: u32,
-    rounds: u32,
-    (direct, direct_updates): (Duration, u64),
-) -> Result<Vec<Line>> {
+async fn measure(gw: &Spawned, subscribers: usize, count: u32, rounds: u32, d: Direct) -> Result<Vec<Line>> {
+    let (direct, direct_updates) = (d.time, d.updates);
     let mut fleet = Fleet::open(gw.grpc, subscribers, 100, patience(subscribers) * 3).await?;
     let mut t = Table::new(
         format!("{NAME}: {count} updates → every subscriber at the final quantity (ratio = p99 / direct client)"),
-        &["round", "converged p50", "p95", "p99", "max", "msgs/subscriber min", "median", "max", "resyncs", "ratio"],
+        &[
+            "round",
+            "converged p50",
+            "p95",
+            "p99",
+            "max",
+            "msgs/subscriber min",
+            "median",
+            "max",
+            "resyncs",
+            "upstream lag warnings",
+            "ratio",
+        ],
     );
     let mut p99s = Vec::new();
     let mut msgs_median = Vec::new();
@@ -90,6 +121,7 @@ async fn measure(
         fleet.drain()?;
         let mut msgs = vec![0u64; subscribers];
         let mut resyncs = 0u64;
+        let lag_before = gw.log_lines_with(LAG_WARNING);
         let t0 = Instant::now();
         gw.control.inject(&burst(count)).await.map_err(|e| Error::setup("inject burst", e))?;
         let expected = quantity(&target_position(&gw.control).await?.quantity)?;
@@ -105,7 +137,8 @@ async fn measure(
                 |e| e.target.as_deref().and_then(|q| q.parse::<f64>().ok()) == Some(expected),
             )
             .await?;
-        // Messages up to and including the converging one (later ones were not counted).
+        // Messages from the burst's start until every subscriber had converged; once a
+        // subscriber has the final quantity the burst is over for it, so nothing later counts.
         let lat: Vec<Duration> = got.iter().map(|e| e.at.duration_since(t0)).collect();
         let s = Summary::of(&lat).ok_or_else(|| Error::Functional("no convergence times".into()))?;
         let mut sorted = msgs.clone();
@@ -122,6 +155,7 @@ async fn measure(
             median.to_string(),
             sorted.last().copied().unwrap_or(0).to_string(),
             resyncs.to_string(),
+            gw.log_lines_with(LAG_WARNING).saturating_sub(lag_before).to_string(),
             times(ratio),
         ]);
         p99s.push(s.p99);
@@ -130,7 +164,12 @@ async fn measure(
     }
     t.print();
     fleet.close().await;
-    println!("{NAME}: direct ibapi client received {direct_updates} updates in {} (median)", ms(direct));
+    println!(
+        "{NAME}: direct ibapi client received {direct_updates} updates in {} (median); ibapi dropped {} frames \
+         because the reader fell behind (all rounds)",
+        ms(direct),
+        d.dropped
+    );
     let p99 = median_duration(&p99s).unwrap_or_default();
     let msgs = crate::stats::median(&msgs_median).unwrap_or(0.0);
     Ok(vec![

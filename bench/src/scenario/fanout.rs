@@ -8,12 +8,17 @@
 //! per-stream filtering and encoding, HTTP/2, and the client's own decoding and wake-up, the
 //! last of which competes for the same two cores at large N. The baseline is the same
 //! measurement with one subscriber.
+//!
+//! Each round also reports the CPU time the service and this benchmark used between the change
+//! and the last delivery: on a machine with few cores, their sum bounds how fast N deliveries
+//! can possibly complete.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{header, patience, target_position};
+use crate::child::cpu_time;
 use crate::cli::{FanoutArgs, pick};
 use crate::fleet::Fleet;
 use crate::report::{Line, Table, latency_cells, mib, times};
@@ -48,10 +53,24 @@ pub async fn run(args: &FanoutArgs) -> Result<Vec<Line>> {
         NAME,
         &format!("levels 1 (baseline), {levels:?}; {per_channel} streams per connection; {rounds} change(s) each"),
     );
-    let gw = Spawned::start(&[]).await?;
+    if args.target.nodelay {
+        println!("measuring gateway-svc's service with TCP_NODELAY (ibgw-bench serve-nodelay), not the shipped binary");
+    }
+    let connections = levels.iter().max().copied().unwrap_or(1).div_ceil(per_channel);
+    if let Some(limit) = open_files_limit()
+        && limit < (connections as u64) * 2 + 256
+    {
+        println!("warning: {connections} connections need more open files than the limit {limit}; raise `ulimit -n`");
+    }
+    let gw = Spawned::start(args.target, &[]).await?;
     let result = measure(&gw, &levels, per_channel, rounds).await;
     gw.stop().await;
-    result
+    result.map(|mut lines| {
+        for l in &mut lines {
+            l.metric.push_str(args.target.label());
+        }
+        lines
+    })
 }
 
 async fn measure(gw: &Spawned, levels: &[usize], per_channel: usize, rounds: u32) -> Result<Vec<Line>> {
@@ -61,18 +80,24 @@ async fn measure(gw: &Spawned, levels: &[usize], per_channel: usize, rounds: u32
     let rss_idle = gw.rss_kib();
     let mut t = Table::new(
         format!("{NAME}: one position change to N subscribers (latency per subscriber)"),
-        &["subscribers", "round", "p50", "p95", "p99", "max", "open all", "service RSS"],
+        &[
+            "subscribers",
+            "round",
+            "first",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "service CPU",
+            "bench CPU",
+            "open all",
+            "service RSS",
+        ],
     );
-    t.row(vec![
-        "0 (idle)".into(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        mib(rss_idle),
-    ]);
+    let mut idle = vec![String::new(); 11];
+    idle[0] = "0 (idle)".into();
+    idle[10] = mib(rss_idle);
+    t.row(idle);
     let mut results: Vec<Level> = Vec::new();
     for &n in std::iter::once(&1).chain(levels) {
         let n = n.max(1);
@@ -83,6 +108,7 @@ async fn measure(gw: &Spawned, levels: &[usize], per_channel: usize, rounds: u32
             position.quantity = quantity.to_string();
             fleet.drain()?;
             let expected = quantity as f64;
+            let cpu = (gw.cpu_time(), cpu_time(std::process::id()));
             let t0 = Instant::now();
             gw.control
                 .upsert_positions(std::slice::from_ref(&position))
@@ -95,11 +121,17 @@ async fn measure(gw: &Spawned, levels: &[usize], per_channel: usize, rounds: u32
                     |e| e.target.as_deref().and_then(|q| q.parse::<f64>().ok()) == Some(expected),
                 )
                 .await?;
+            let used = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
+                (Some(b), Some(a)) => ms(a.saturating_sub(b)),
+                _ => "—".into(),
+            };
+            let cpu = (used(cpu.0, gw.cpu_time()), used(cpu.1, cpu_time(std::process::id())));
             let latencies: Vec<Duration> = got.iter().map(|e| e.at.duration_since(t0)).collect();
             let s = Summary::of(&latencies).ok_or_else(|| Error::Functional("no latencies".into()))?;
-            let mut cells = vec![n.to_string(), round.to_string()];
+            let first = latencies.iter().min().copied().unwrap_or_default();
+            let mut cells = vec![n.to_string(), round.to_string(), ms(first)];
             cells.extend(latency_cells(Some(&s)));
-            cells.extend([ms(fleet.open_time), mib(gw.rss_kib())]);
+            cells.extend([cpu.0, cpu.1, ms(fleet.open_time), mib(gw.rss_kib())]);
             t.row(cells);
             per_round.push(s);
             // Let the tail of this round's wake-ups settle before the next change.
@@ -152,4 +184,11 @@ async fn measure(gw: &Spawned, levels: &[usize], per_channel: usize, rounds: u32
     }
     summary.print();
     Ok(lines)
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (a child inherits it).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }

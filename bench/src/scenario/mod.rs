@@ -18,6 +18,9 @@ use crate::{Error, Result, TARGET_ACCOUNT, TARGET_CON_ID};
 
 /// Runs `command`, prints the summary, and fails only on a functional failure.
 pub async fn run(command: Command) -> Result<()> {
+    if let Command::ServeNodelay(a) = &command {
+        return crate::nodelay::demo(a).await;
+    }
     let started = std::time::Instant::now();
     let (lines, failures) = match command {
         Command::Runner(a) => one(runner::run(&a).await),
@@ -27,6 +30,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Burst(a) => one(burst::run(&a).await),
         Command::Sim(a) => one(sim::run(&a).await),
         Command::All(smoke) => all(smoke).await,
+        Command::ServeNodelay(_) => (Vec::new(), Vec::new()),
     };
     print_summary(&lines);
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());

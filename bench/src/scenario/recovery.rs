@@ -4,11 +4,13 @@
 //! baseline is what a client without gateway-svc pays after the same restart: a fresh direct
 //! `ibapi` connection and sync, measured in the same run against the same simulator.
 //!
-//! The phases come from the service's own health stream (WatchHealth), timestamped on arrival:
-//! detect (fault → RECONNECTING), backoff (from the health's next_attempt_at), reconnect and sync
-//! (→ READY), and fan-out (READY → last subscriber's RESYNC).
+//! The phases come from the service's own health (WatchHealth). Its `since` stamps are the
+//! service's wall clock, the same clock as ours on one machine, so they give the service's
+//! internal timeline free of delivery delays: detect (fault → RECONNECTING), backoff (the
+//! health's next_attempt_at − since), reconnect and sync (→ READY). The arrival of READY and of
+//! each subscriber's RESYNC is what clients actually see.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use gateway_proto::pb;
 use ib_sim::Fault;
@@ -29,12 +31,18 @@ const GOAL: Duration = Duration::from_millis(250);
 /// Client ids for the direct baseline.
 const DIRECT_IDS: i32 = 3000;
 
-/// One restart's timeline.
+/// One restart's timeline, every figure from the fault.
 #[derive(Debug)]
 struct Round {
+    /// RECONNECTING, by the service's clock.
     detect: Option<Duration>,
+    /// The actual, jittered reconnect delay.
     backoff: Duration,
+    /// READY, by the service's clock.
     ready: Duration,
+    /// READY, as a WatchHealth client received it.
+    ready_seen: Duration,
+    /// RESYNC of the new epoch, as each subscriber received it.
     resync: Summary,
 }
 
@@ -56,10 +64,18 @@ pub async fn run(args: &RecoveryArgs) -> Result<Vec<Line>> {
         ("IBGW__UPSTREAM__BACKOFF_MAX_MS", (backoff_ms * 4).to_string()),
         ("IBGW__UPSTREAM__BACKOFF_RESET_AFTER_MS", "1".to_owned()),
     ];
-    let gw = Spawned::start(&env).await?;
+    if args.target.nodelay {
+        println!("measuring gateway-svc's service with TCP_NODELAY (ibgw-bench serve-nodelay), not the shipped binary");
+    }
+    let gw = Spawned::start(args.target, &env).await?;
     let result = measure(&gw, subscribers, rounds, backoff_ms, down_ms, smoke).await;
     gw.stop().await;
-    result
+    result.map(|mut lines| {
+        for l in &mut lines {
+            l.metric.push_str(args.target.label());
+        }
+        lines
+    })
 }
 
 async fn measure(
@@ -82,7 +98,18 @@ async fn measure(
     let mut health = watch_health(&mut client).await?;
     let mut t = Table::new(
         format!("{NAME}: restart → READY → every subscriber resynced (backoff subtracted where marked)"),
-        &["round", "detect", "backoff", "READY", "READY − backoff", "resync p50", "p95", "p99", "max", "max − backoff"],
+        &[
+            "round",
+            "detect (svc)",
+            "backoff",
+            "READY (svc)",
+            "READY seen",
+            "resync p50",
+            "p95",
+            "p99",
+            "max",
+            "max − backoff",
+        ],
     );
     let mut results = Vec::new();
     for round in 1..=rounds {
@@ -90,25 +117,22 @@ async fn measure(
         let epoch = stack::health(&mut client).await?.session_epoch;
         fleet.drain()?;
         while health.try_recv().is_ok() {}
+        let t0_wall = SystemTime::now();
         let t0 = Instant::now();
         gw.control.inject(&Fault::Restart { down_ms }).await.map_err(|e| Error::setup("inject restart", e))?;
-        let (detect, backoff, ready) = timeline(&mut health, t0, epoch, Duration::from_millis(backoff_ms)).await?;
+        let (detect, backoff, ready, ready_seen) =
+            timeline(&mut health, (t0, t0_wall), epoch, Duration::from_millis(backoff_ms)).await?;
         let got = fleet
             .until_each(patience(subscribers), |_| {}, |e| e.kind == pb::UpdateKind::Resync && e.epoch > epoch)
             .await?;
         let lat: Vec<Duration> = got.iter().map(|e| e.at.duration_since(t0)).collect();
         let resync = Summary::of(&lat).ok_or_else(|| Error::Functional("no resyncs".into()))?;
-        let mut cells = vec![
-            round.to_string(),
-            detect.map_or_else(|| "—".into(), ms),
-            ms(backoff),
-            ms(ready),
-            ms(ready.saturating_sub(backoff)),
-        ];
+        let mut cells =
+            vec![round.to_string(), detect.map_or_else(|| "—".into(), ms), ms(backoff), ms(ready), ms(ready_seen)];
         cells.extend(latency_cells(Some(&resync)));
         cells.push(ms(resync.max.saturating_sub(backoff)));
         t.row(cells);
-        results.push(Round { detect, backoff, ready, resync });
+        results.push(Round { detect, backoff, ready, ready_seen, resync });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t.print();
@@ -117,18 +141,23 @@ async fn measure(
     let med = |f: &dyn Fn(&Round) -> Duration| median_duration(&results.iter().map(f).collect::<Vec<_>>());
     let all_net = med(&|r| r.resync.max.saturating_sub(r.backoff)).unwrap_or_default();
     let ready_net = med(&|r| r.ready.saturating_sub(r.backoff)).unwrap_or_default();
+    let seen_net = med(&|r| r.ready_seen.saturating_sub(r.backoff)).unwrap_or_default();
     let detect = med(&|r| r.detect.unwrap_or_default()).unwrap_or_default();
+    let backoff = med(&|r| r.backoff).unwrap_or_default();
     println!(
-        "{NAME}: median detect {}, READY−backoff {}, all resynced−backoff {}; direct ibapi connect+sync {} (median of {})",
+        "{NAME}: medians: detect {}, backoff {}, READY−backoff {} by the service's clock and {} as seen by a client, \
+         all resynced−backoff {}; direct ibapi connect+sync {} (median of {})",
         ms(detect),
+        ms(backoff),
         ms(ready_net),
+        ms(seen_net),
         ms(all_net),
         ms(direct),
         direct_runs.len()
     );
     let ratio = |d: Duration| d.as_secs_f64() / direct.as_secs_f64();
     Ok(vec![
-        Line::new(NAME, format!("restart → READY − backoff ({subscribers} subs)"), ms(ready_net))
+        Line::new(NAME, "restart → READY − backoff (service clock)", ms(ready_net))
             .baseline(format!("{} direct sync", ms(direct)), ratio(ready_net)),
         Line::new(NAME, format!("restart → all {subscribers} resynced − backoff"), ms(all_net))
             .baseline(format!("{} direct sync", ms(direct)), ratio(all_net))
@@ -158,15 +187,17 @@ async fn watch_health(client: &mut stack::Client) -> Result<HealthEvents> {
     Ok(rx)
 }
 
-/// Reads health changes after the fault: when RECONNECTING was first seen (detect), the actual
-/// jittered backoff, and when READY with a newer epoch was seen.
+/// Reads health changes after the fault until READY with a newer epoch. Returns, from the
+/// fault: RECONNECTING and READY by the service's clock, the actual backoff, and when READY
+/// arrived here.
 async fn timeline(
     health: &mut HealthEvents,
-    t0: Instant,
+    (t0, t0_wall): (Instant, SystemTime),
     epoch: u64,
     configured: Duration,
-) -> Result<(Option<Duration>, Duration, Duration)> {
+) -> Result<(Option<Duration>, Duration, Duration, Duration)> {
     let deadline = t0 + Duration::from_secs(20);
+    let since = |h: &pb::Health| h.since.as_ref().map(|t| wall(t).duration_since(t0_wall).unwrap_or_default());
     let mut detect = None;
     let mut backoff = None;
     loop {
@@ -174,27 +205,34 @@ async fn timeline(
             return Err(Error::Functional("the session did not become READY again within 20 s".into()));
         };
         if h.state == pb::SessionState::Reconnecting as i32 {
-            detect.get_or_insert(at.duration_since(t0));
+            if detect.is_none() {
+                detect = since(&h);
+            }
             if backoff.is_none() {
                 backoff = actual_backoff(&h);
             }
         }
         if h.state == pb::SessionState::Ready as i32 && h.session_epoch > epoch {
+            let seen = at.duration_since(t0);
             // The health stream may coalesce RECONNECTING away; the configured value is the
             // best estimate then (the jitter is ±20 %).
-            return Ok((detect, backoff.unwrap_or(configured), at.duration_since(t0)));
+            return Ok((detect, backoff.unwrap_or(configured), since(&h).unwrap_or(seen), seen));
         }
     }
 }
 
+fn wall(t: &prost_types::Timestamp) -> SystemTime {
+    let secs = u64::try_from(t.seconds).unwrap_or(0);
+    let nanos = u32::try_from(t.nanos).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
 /// `next_attempt_at − since` of a RECONNECTING health, else the "retrying in N ms" of its reason.
 fn actual_backoff(h: &pb::Health) -> Option<Duration> {
-    let nanos = |t: &prost_types::Timestamp| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-    if let (Some(next), Some(since)) = (&h.next_attempt_at, &h.since) {
-        let d = nanos(next) - nanos(since);
-        if d >= 0 {
-            return Some(Duration::from_nanos(u64::try_from(d).unwrap_or(0)));
-        }
+    if let (Some(next), Some(since)) = (&h.next_attempt_at, &h.since)
+        && let Ok(d) = wall(next).duration_since(wall(since))
+    {
+        return Some(d);
     }
     let ms = h.reason.split("retrying in ").nth(1)?.split_whitespace().next()?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ms))
