@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::model::{self, Dashboard, FreshnessView};
+use crate::model::{self, Dashboard, DataView, FreshnessView};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
@@ -168,18 +168,18 @@ fn link_down(model: &watch::Sender<Dashboard>, error: &str) {
 }
 
 /// Runs one data stream until it fails (returns the error) or shutdown (returns None), applying
-/// each message to its rows and publishing them with `publish`.
-async fn data<M, F>(
+/// each message to its rows and publishing them, converted by `row`, into the `view` it feeds.
+async fn data<M, V>(
     opened: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
     backoff: &mut Duration,
-    publish: F,
+    view: fn(&mut Dashboard) -> &mut DataView<V>,
+    row: fn(&M::Row) -> V,
 ) -> Option<String>
 where
     M: StreamMessage,
     M::Row: Clone,
-    F: Fn(&mut Dashboard, &M, &BTreeMap<String, M::Row>),
 {
     let mut stream = match opened {
         Ok(r) => r.into_inner(),
@@ -197,7 +197,14 @@ where
                 *backoff = BACKOFF_MIN;
                 link_up(model);
                 apply(&mut rows, &m);
-                model.send_modify(|d| publish(d, &m, &rows));
+                model.send_modify(|d| {
+                    let v = view(d);
+                    v.freshness = model::freshness(m.freshness());
+                    v.epoch = m.epoch();
+                    v.as_of = model::rfc3339(m.as_of());
+                    v.items = rows.values().map(row).collect();
+                    v.messages += 1;
+                });
             }
             Ok(None) => return Some("stream ended".into()),
             Err(s) => return Some(source_chain(&s)),
@@ -212,14 +219,7 @@ async fn positions(
     backoff: &mut Duration,
 ) -> Option<String> {
     let opened = client.watch_positions(pb::WatchPositionsRequest::default()).await;
-    data(opened, model, shutdown, backoff, |d, m: &pb::WatchPositionsResponse, rows| {
-        d.positions.freshness = model::freshness(m.freshness());
-        d.positions.epoch = m.epoch();
-        d.positions.as_of = model::rfc3339(m.as_of());
-        d.positions.items = rows.values().map(model::position).collect();
-        d.positions.messages += 1;
-    })
-    .await
+    data(opened, model, shutdown, backoff, |d| &mut d.positions, model::position).await
 }
 
 async fn summary(
@@ -229,14 +229,7 @@ async fn summary(
     backoff: &mut Duration,
 ) -> Option<String> {
     let opened = client.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await;
-    data(opened, model, shutdown, backoff, |d, m: &pb::WatchAccountSummaryResponse, rows| {
-        d.summary.freshness = model::freshness(m.freshness());
-        d.summary.epoch = m.epoch();
-        d.summary.as_of = model::rfc3339(m.as_of());
-        d.summary.items = rows.values().map(model::summary).collect();
-        d.summary.messages += 1;
-    })
-    .await
+    data(opened, model, shutdown, backoff, |d| &mut d.summary, model::summary).await
 }
 
 async fn health(

@@ -438,12 +438,17 @@ impl Connection {
     }
 
     fn refresh_summaries(&mut self) {
+        let ids: Vec<i32> = self.subs.summaries.keys().copied().collect();
+        self.for_each_live(ids, Self::send_summary);
+    }
+
+    /// Periodic pushes go quiet while IB's link is down, as a gateway's do.
+    fn for_each_live(&mut self, req_ids: Vec<i32>, send: fn(&mut Self, i32)) {
         if self.link_down {
             return;
         }
-        let ids: Vec<i32> = self.subs.summaries.keys().copied().collect();
-        for req_id in ids {
-            self.send_summary(req_id);
+        for req_id in req_ids {
+            send(self, req_id);
         }
     }
 
@@ -474,13 +479,8 @@ impl Connection {
     }
 
     fn send_pnl(&mut self) {
-        if self.link_down {
-            return;
-        }
         let ids: Vec<i32> = self.subs.pnl.keys().copied().collect();
-        for req_id in ids {
-            self.send_pnl_for(req_id);
-        }
+        self.for_each_live(ids, Self::send_pnl_for);
     }
 
     fn send_pnl_for(&mut self, req_id: i32) {

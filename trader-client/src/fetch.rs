@@ -105,12 +105,15 @@ pub async fn fetch(client: &mut Client, args: &crate::cli::Args) -> Result<Repor
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let accounts_filter: Vec<String> = args.account.iter().cloned().collect();
-    let not_ready = |s: &tonic::Status| Failure::NotReady { waited: started.elapsed(), reason: s.message().to_owned() };
-    let accounts = match client.list_accounts(pb::ListAccountsRequest {}).await {
-        Ok(r) => r.into_inner(),
-        Err(s) if s.code() == Code::Unavailable && !is_transport(&s) => return Err(not_ready(&s)),
-        Err(s) => return Err(Failure::from_status(addr, s)),
+    // UNAVAILABLE from a reachable service means "no data yet"; from the transport, "unreachable".
+    let data_error = |s: tonic::Status| {
+        if s.code() == Code::Unavailable && !is_transport(&s) {
+            Failure::NotReady { waited: started.elapsed(), reason: s.message().to_owned() }
+        } else {
+            Failure::from_status(addr, s)
+        }
     };
+    let accounts = client.list_accounts(pb::ListAccountsRequest {}).await.map_err(data_error)?.into_inner();
     if let Some(a) = &args.account
         && !accounts.accounts.iter().any(|x| &x.id == a)
     {
@@ -119,13 +122,7 @@ pub async fn fetch(client: &mut Client, args: &crate::cli::Args) -> Result<Repor
     let positions = client
         .get_positions(pb::GetPositionsRequest { accounts: accounts_filter.clone(), symbols: args.symbols.clone() })
         .await
-        .map_err(|s| {
-            if s.code() == Code::Unavailable && !is_transport(&s) {
-                not_ready(&s)
-            } else {
-                Failure::from_status(addr, s)
-            }
-        })?
+        .map_err(data_error)?
         .into_inner();
     let summary = client
         .get_account_summary(pb::GetAccountSummaryRequest {
@@ -133,13 +130,7 @@ pub async fn fetch(client: &mut Client, args: &crate::cli::Args) -> Result<Repor
             tags: TAGS.iter().map(|t| t.to_string()).collect(),
         })
         .await
-        .map_err(|s| {
-            if s.code() == Code::Unavailable && !is_transport(&s) {
-                not_ready(&s)
-            } else {
-                Failure::from_status(addr, s)
-            }
-        })?
+        .map_err(data_error)?
         .into_inner();
     check_staleness(positions.freshness.as_ref(), args.max_staleness)?;
     check_staleness(summary.freshness.as_ref(), args.max_staleness)?;

@@ -112,7 +112,7 @@ async fn measure(
     row("  same via gateway-svc + TCP_NODELAY (proposed fix)", nodelay_s.as_ref());
     row("ib_async fresh connection (python process)", py_s.as_ref());
     row("  of which connect..disconnect inside python", Summary::of(&py.session).as_ref());
-    row("  of which interpreter + imports", Summary::of(&py.import).as_ref());
+    row("  of which importing asyncio + ib_async", Summary::of(&py.import).as_ref());
     row("ibapi fresh direct connection (in-process)", direct_s.as_ref());
     row("trader-client --version (process start-up floor)", Summary::of(&t_floor).as_ref());
     t.print();
