@@ -95,8 +95,10 @@ impl Service {
     }
 
     /// Log lines so far that contain `needle`.
-    pub fn log_lines_with(&self, needle: &str) -> usize {
-        std::fs::read_to_string(&self.log).map_or(0, |text| text.lines().filter(|l| l.contains(needle)).count())
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .map(|text| text.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     /// Kills the process and reaps it. The benchmark has no use for a graceful stop, and a kill

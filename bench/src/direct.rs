@@ -139,8 +139,8 @@ impl PositionFeed {
 /// The in-band notice code `ibapi` uses for "subscription fell behind; N frames dropped".
 pub const LAG_CODE: i32 = ibapi::SUBSCRIPTION_LAG_CODE;
 
-/// The N of a lag notice's "… N frames dropped …".
-fn frames_dropped(message: &str) -> u64 {
+/// The N of a lag notice's "… N frames dropped …" (also as logged).
+pub fn frames_dropped(message: &str) -> u64 {
     message.split("; ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(1)
 }
 

@@ -45,6 +45,10 @@ pub async fn serve(state: Arc<State>, g: &GrpcSettings, shutdown: CancellationTo
 /// `ibgw-bench serve-nodelay`: what `gateway-svc demo` does, plus the server above, printing
 /// the same first stdout line with `grpc` pointing at the TCP_NODELAY server. Runs until killed.
 pub async fn demo(args: &crate::cli::ServeArgs) -> Result<()> {
+    // Logs (including `ibapi`'s, which use `log`) go to stderr as gateway-svc's do, so the
+    // benchmark can count the same warnings in either process.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let settings = gateway_svc::Settings::load(None).map_err(|e| Error::setup("settings", e))?;
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut settings = settings;

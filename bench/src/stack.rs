@@ -127,7 +127,7 @@ impl Spawned {
     }
 
     /// Lines of the service's log (warnings and errors) that contain `needle`.
-    pub fn log_lines_with(&self, needle: &str) -> usize {
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
         self.service.log_lines_with(needle)
     }
 

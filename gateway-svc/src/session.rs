@@ -221,9 +221,9 @@ impl Actor {
 
         loop {
             // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
-            // from broadcast receivers, and the tick is an Interval.
+            // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
+            // position updates must not starve notices or the probe.
             tokio::select! {
-                biased;
                 () = self.shutdown.cancelled() => {
                     subs.positions.cancel().await;
                     subs.summary.cancel().await;
