@@ -85,6 +85,9 @@ pub struct UpstreamSettings {
     pub backoff_max_ms: u64,
     /// A session that stayed ready this long resets the backoff.
     pub backoff_reset_after_ms: u64,
+    /// Frames buffered per upstream subscription before the crate drops the oldest (a lag is
+    /// answered by resubscribing and reconciling).
+    pub channel_capacity: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -101,6 +104,7 @@ impl Default for UpstreamSettings {
             backoff_initial_ms: 250,
             backoff_max_ms: 30_000,
             backoff_reset_after_ms: 60_000,
+            channel_capacity: 16_384,
         }
     }
 }
@@ -299,6 +303,9 @@ impl Settings {
             if v == 0 {
                 return bad(format!("{key} must be > 0"));
             }
+        }
+        if u.channel_capacity == 0 {
+            return bad("upstream.channel_capacity must be > 0".into());
         }
         if u.backoff_max_ms < u.backoff_initial_ms {
             return bad("upstream.backoff_max_ms must be ≥ upstream.backoff_initial_ms".into());

@@ -36,6 +36,10 @@ fn describe() {
     describe_gauge!("gateway_subscribers", "Open gRPC streams");
     describe_counter!("gateway_stream_resyncs_total", "Streams resynchronised because the subscriber lagged, by kind");
     describe_counter!("gateway_upstream_updates_total", "Rows received from upstream, by kind");
+    describe_counter!(
+        "gateway_upstream_lag_total",
+        "Upstream subscriptions that dropped frames and were resubscribed, by kind"
+    );
     describe_counter!("gateway_rpc_total", "gRPC calls by method and status code");
     describe_counter!("gateway_upstream_notices_total", "IB notices received, by code class");
 }
@@ -76,6 +80,7 @@ fn register_zeroes() {
     for kind in ["positions", "account_summary"] {
         counter!("gateway_stream_resyncs_total", "kind" => kind).absolute(0);
         counter!("gateway_upstream_updates_total", "kind" => kind).absolute(0);
+        counter!("gateway_upstream_lag_total", "kind" => kind).absolute(0);
     }
     for class in ["link", "farm", "other"] {
         counter!("gateway_upstream_notices_total", "class" => class).absolute(0);
@@ -126,6 +131,11 @@ pub fn stream_resync(kind: &'static str) {
 /// Rows received from upstream.
 pub fn upstream_updates(kind: &'static str, n: usize) {
     counter!("gateway_upstream_updates_total", "kind" => kind).increment(n as u64);
+}
+
+/// An upstream subscription dropped frames and is being resubscribed.
+pub fn upstream_lag(kind: &'static str) {
+    counter!("gateway_upstream_lag_total", "kind" => kind).increment(1);
 }
 
 /// An IB notice, classified (`link`, `farm`, `other`).

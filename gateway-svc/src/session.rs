@@ -160,6 +160,7 @@ impl Actor {
             .address(self.cfg.address.clone())
             .client_id(client_id)
             .max_reconnect_attempts(0)
+            .channel_capacity(self.cfg.channel_capacity)
             .one_shot_timeout(self.cfg.probe_timeout());
         let dialled = tokio::select! {
             r = timeout(self.cfg.connect_timeout(), builder.connect_with_notice_stream()) => r,
@@ -231,14 +232,28 @@ impl Actor {
                 }
                 item = subs.positions.next() => {
                     last_rx = Instant::now();
-                    if let Err(end) = self.on_positions(item, &mut subs.positions) {
-                        return end;
+                    match self.on_positions(item, &mut subs.positions) {
+                        Err(end) => return end,
+                        Ok(Lagged::No) => {}
+                        Ok(Lagged::Yes) => {
+                            subs = match self.sync(client, true, false, Some(subs)).await {
+                                Ok(s) => s,
+                                Err(end) => return end,
+                            };
+                        }
                     }
                 }
                 item = subs.summary.next() => {
                     last_rx = Instant::now();
-                    if let Err(end) = self.on_summary(item, &mut subs.summary) {
-                        return end;
+                    match self.on_summary(item, &mut subs.summary) {
+                        Err(end) => return end,
+                        Ok(Lagged::No) => {}
+                        Ok(Lagged::Yes) => {
+                            subs = match self.sync(client, false, true, Some(subs)).await {
+                                Ok(s) => s,
+                                Err(end) => return end,
+                            };
+                        }
                     }
                 }
                 notice = notices.next() => {
@@ -338,9 +353,10 @@ impl Actor {
         &self,
         first: Option<Result<SubscriptionItem<PositionUpdate>, ibapi::Error>>,
         sub: &mut Subscription<PositionUpdate>,
-    ) -> Result<(), End> {
+    ) -> Result<Lagged, End> {
         let mut upserts = Vec::new();
         let mut removals = Vec::new();
+        let mut lagged = false;
         let mut next = Some(first);
         let mut n = 0;
         while let Some(item) = next.take() {
@@ -354,9 +370,7 @@ impl Actor {
                     }
                 }
                 Some(Ok(SubscriptionItem::Data(PositionUpdate::PositionEnd))) => {}
-                Some(Ok(SubscriptionItem::Notice(n))) => {
-                    debug!(code = n.code, message = %n.message, "positions notice")
-                }
+                Some(Ok(SubscriptionItem::Notice(n))) => lagged |= upstream_lag(&n, "positions"),
                 Some(Err(e)) => return Err(lost("connection_lost", format!("positions stream ended: {e}"))),
                 None => return Err(lost("connection_lost", "positions stream closed")),
             }
@@ -374,15 +388,16 @@ impl Actor {
         }
         latest.retain(|k, _| !removed.contains(k));
         self.state.positions.apply(latest.into_values().collect(), removals);
-        Ok(())
+        Ok(Lagged::from(lagged))
     }
 
     fn on_summary(
         &self,
         first: Option<Result<SubscriptionItem<AccountSummaryResult>, ibapi::Error>>,
         sub: &mut Subscription<AccountSummaryResult>,
-    ) -> Result<(), End> {
+    ) -> Result<Lagged, End> {
         let mut upserts: BTreeMap<_, SummaryRow> = BTreeMap::new();
+        let mut lagged = false;
         let mut next = Some(first);
         let mut n = 0;
         while let Some(item) = next.take() {
@@ -392,7 +407,7 @@ impl Actor {
                     upserts.insert(row.key(), row);
                 }
                 Some(Ok(SubscriptionItem::Data(AccountSummaryResult::End))) => {}
-                Some(Ok(SubscriptionItem::Notice(n))) => debug!(code = n.code, message = %n.message, "summary notice"),
+                Some(Ok(SubscriptionItem::Notice(n))) => lagged |= upstream_lag(&n, "account_summary"),
                 Some(Err(e)) => return Err(lost("connection_lost", format!("account summary stream ended: {e}"))),
                 None => return Err(lost("connection_lost", "account summary stream closed")),
             }
@@ -403,7 +418,7 @@ impl Actor {
         }
         metrics::upstream_updates("account_summary", upserts.len());
         self.state.summary.apply(upserts.into_values().collect(), Vec::new());
-        Ok(())
+        Ok(Lagged::from(lagged))
     }
 
     fn on_notice(&self, notice: &Notice, link_lost: &mut bool, farms_down: &mut BTreeSet<i32>) -> NoticeAction {
@@ -470,6 +485,33 @@ impl Actor {
                 format!("liveness probe unanswered for {} ms (half-open link)", self.cfg.probe_timeout_ms),
             )),
         }
+    }
+}
+
+/// Whether an upstream subscription dropped frames (we read too slowly for a burst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lagged {
+    No,
+    Yes,
+}
+
+impl From<bool> for Lagged {
+    fn from(b: bool) -> Self {
+        if b { Lagged::Yes } else { Lagged::No }
+    }
+}
+
+/// A notice on a data subscription. The crate reports frames it had to drop for a slow reader
+/// as `SUBSCRIPTION_LAG_CODE`: the rows they carried are unknown, so the kind must be
+/// resubscribed and reconciled, never carried on with as if nothing happened.
+fn upstream_lag(n: &Notice, kind: &'static str) -> bool {
+    if n.code == ibapi::SUBSCRIPTION_LAG_CODE {
+        warn!(kind, message = %n.message, "upstream subscription lagged; resubscribing to reconcile");
+        metrics::upstream_lag(kind);
+        true
+    } else {
+        debug!(kind, code = n.code, message = %n.message, "subscription notice");
+        false
     }
 }
 

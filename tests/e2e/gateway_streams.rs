@@ -335,3 +335,33 @@ async fn shutdown_ends_streams_with_unavailable_and_closes_upstream_first() {
     assert_eq!(end.code(), tonic::Code::Unavailable);
     stack.stop_and_check().await;
 }
+
+#[tokio::test]
+async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
+    // A tiny upstream buffer makes the crate drop frames during the burst. The change to AAPL is
+    // sent first, so its frame is among the oldest: the ones dropped.
+    let mut settings = fast_settings();
+    settings.upstream.channel_capacity = 16;
+    let stack = start_stack_with(settings, ib_sim::Scenario::default()).await;
+    let (mut s, mut view) = open(&stack).await;
+    stack.sim().upsert_positions(vec![with_quantity(&stack, "AAPL", "4242")]).unwrap();
+    let target = stack.sim().positions().into_iter().find(|p| p.symbol == "MSFT").unwrap();
+    stack
+        .sim()
+        .inject(Fault::Burst { count: 10_000, con_id: Some(target.con_id), account: Some(target.account.clone()) })
+        .unwrap();
+    let truth = View::truth(&stack);
+    let deadline = tokio::time::Instant::now() + crate::support::patience(WITHIN);
+    while view.rows != truth {
+        let m = tokio::time::timeout_at(deadline, s.message()).await.expect("converged in time").unwrap().unwrap();
+        view.apply(&m);
+    }
+    let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
+    let lagged = metrics
+        .lines()
+        .find(|l| l.starts_with("gateway_upstream_lag_total{kind=\"positions\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(lagged >= 1.0, "the burst overflowed the upstream buffer and was reconciled:\n{metrics}");
+    stack.stop_and_check().await;
+}
