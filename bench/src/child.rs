@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{Error, Result};
 
@@ -25,6 +26,7 @@ pub struct Service {
     pid: u32,
     addrs: serde_json::Value,
     log: PathBuf,
+    _drain: AbortOnDropHandle<()>,
 }
 
 impl Service {
@@ -60,9 +62,11 @@ impl Service {
         };
         let addrs: serde_json::Value =
             serde_json::from_str(&first).map_err(|e| Error::setup(&format!("{name} first line {first:?}"), e))?;
-        // Keep reading stdout so the child never writes into a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Service { child, name, pid, addrs, log })
+        // Keep reading stdout so the child never writes into a closed pipe; the reader ends at
+        // the child's exit (EOF), and is aborted with the service in any case.
+        let drain =
+            AbortOnDropHandle::new(tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} }));
+        Ok(Service { child, name, pid, addrs, log, _drain: drain })
     }
 
     /// The address printed under `key`.

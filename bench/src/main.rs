@@ -1,5 +1,6 @@
-//! `ibgw-bench` binary: parse the command line, run the scenario, exit non-zero only on a
-//! functional failure (a missed performance goal is reported, not an error).
+//! `ibgw-bench` binary: parse the command line, run the scenario, exit non-zero only when a
+//! scenario could not run or the system misbehaved (a missed performance goal is reported, not an
+//! error).
 
 use std::process::ExitCode;
 

@@ -36,6 +36,7 @@ pub async fn serve(state: Arc<State>, g: &GrpcSettings, shutdown: CancellationTo
         .http2_keepalive_timeout(Some(Duration::from_millis(g.keepalive_timeout_ms)))
         .add_service(service);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Owned by `shutdown`: the task ends when the token fires.
     tokio::spawn(async move {
         let _ = router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await;
     });

@@ -16,6 +16,7 @@ use gateway_proto::pb;
 use ib_sim::Fault;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{header, patience};
 use crate::cli::{RecoveryArgs, pick};
@@ -116,7 +117,7 @@ async fn measure(
         stack::wait_ready(&mut client, Duration::from_secs(20)).await?;
         let epoch = stack::health(&mut client).await?.session_epoch;
         fleet.drain()?;
-        while health.try_recv().is_ok() {}
+        while health.rx.try_recv().is_ok() {}
         let t0_wall = SystemTime::now();
         let t0 = Instant::now();
         gw.control.inject(&Fault::Restart { down_ms }).await.map_err(|e| Error::setup("inject restart", e))?;
@@ -165,9 +166,13 @@ async fn measure(
     ])
 }
 
-type HealthEvents = mpsc::UnboundedReceiver<(Instant, pb::Health)>;
+/// Every health change, timestamped on arrival, from a WatchHealth stream read by its own task
+/// (aborted when this is dropped).
+struct HealthEvents {
+    rx: mpsc::UnboundedReceiver<(Instant, pb::Health)>,
+    _reader: AbortOnDropHandle<()>,
+}
 
-/// Every health change, timestamped on arrival, from a WatchHealth stream read by its own task.
 async fn watch_health(client: &mut stack::Client) -> Result<HealthEvents> {
     let mut stream = client
         .watch_health(pb::WatchHealthRequest {})
@@ -175,7 +180,7 @@ async fn watch_health(client: &mut stack::Client) -> Result<HealthEvents> {
         .map_err(|s| Error::functional("WatchHealth", s))?
         .into_inner();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Ok(Some(m)) = stream.message().await {
             if let Some(h) = m.health
                 && tx.send((Instant::now(), h)).is_err()
@@ -184,7 +189,7 @@ async fn watch_health(client: &mut stack::Client) -> Result<HealthEvents> {
             }
         }
     });
-    Ok(rx)
+    Ok(HealthEvents { rx, _reader: AbortOnDropHandle::new(reader) })
 }
 
 /// Reads health changes after the fault until READY with a newer epoch. Returns, from the
@@ -201,7 +206,7 @@ async fn timeline(
     let mut detect = None;
     let mut backoff = None;
     loop {
-        let Ok(Some((at, h))) = tokio::time::timeout_at(deadline, health.recv()).await else {
+        let Ok(Some((at, h))) = tokio::time::timeout_at(deadline, health.rx.recv()).await else {
             return Err(Error::Functional("the session did not become READY again within 20 s".into()));
         };
         if h.state == pb::SessionState::Reconnecting as i32 {

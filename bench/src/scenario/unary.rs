@@ -40,14 +40,17 @@ pub async fn run(args: &UnaryArgs) -> Result<Vec<Line>> {
     let channels = args.channels.unwrap_or(4).max(1);
     header(NAME, &format!("GetPositions for {duration:?} per level and server, over up to {channels} connections"));
     let gateway = InProcess::start().await?;
-    let mut started = vec![EmptyServer::start(Extras::default()).await?];
+    // Everything started is stopped again, whatever fails in between.
+    let mut started = Vec::new();
     let result = async {
         let payload = sanity(gateway.grpc()).await?;
+        let empty = EmptyServer::start(Extras::default()).await?;
         let mut servers = vec![
             ("gateway-svc (as shipped)", gateway.grpc()),
             ("gateway-svc + TCP_NODELAY", gateway.grpc_nodelay()),
-            ("empty handler", started[0].addr),
+            ("empty handler", empty.addr),
         ];
+        started.push(empty);
         if args.breakdown {
             let with_middleware = EmptyServer::start(Extras { middleware: true, positions: None }).await?;
             let with_payload = EmptyServer::start(Extras { middleware: false, positions: Some(payload) }).await?;
@@ -65,7 +68,8 @@ pub async fn run(args: &UnaryArgs) -> Result<Vec<Line>> {
     result
 }
 
-/// The gateway answers GetPositions with data before it is loaded; returns that answer.
+/// Checks, before any load, that the gateway answers GetPositions with data; returns that answer
+/// (the payload the breakdown's empty server returns).
 async fn sanity(addr: SocketAddr) -> Result<pb::GetPositionsResponse> {
     let r = stack::connect(addr)
         .await?
