@@ -7,7 +7,7 @@ use gateway_proto::pb;
 use ibapi::accounts::{AccountSummary, Position};
 
 use crate::health::{Health, SessionState};
-use crate::hub::{Change, ChangeKind};
+use crate::hub::ChangeKind;
 use crate::model::{Freshness, PositionRow, SummaryRow, decimal};
 
 /// An `ibapi` position as a domain row.
@@ -133,9 +133,4 @@ pub fn health(h: &Health, subscribers: usize) -> pb::Health {
         expected_outage: h.expected_outage,
         subscribers: subscribers as u64,
     }
-}
-
-/// A change's epoch, as-of and freshness in protobuf form.
-pub fn stamp<T: crate::model::Row>(c: &Change<T>) -> (u64, prost_types::Timestamp, pb::Freshness) {
-    (c.epoch, timestamp(c.as_of), freshness(&c.freshness))
 }

@@ -99,11 +99,6 @@ impl<T: Row> Hub<T> {
         (self.snapshot(), rx)
     }
 
-    /// A receiver of state changes, for readers that only need the latest state.
-    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot<T>>> {
-        self.state.subscribe()
-    }
-
     fn publish(&self, next: Snapshot<T>, kind: ChangeKind, upserts: Vec<T>, removals: Vec<T::Key>) {
         let change = Change {
             kind,

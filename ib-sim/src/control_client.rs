@@ -126,27 +126,3 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
-
-/// Typed view of the stats answer, for callers that prefer it to JSON.
-pub fn parse_stats(v: serde_json::Value) -> Result<StatsView, ControlError> {
-    serde_json::from_value(v).map_err(|e| ControlError::Decode(e.to_string()))
-}
-
-/// The subset of [`Stats`] most tests assert on.
-#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
-pub struct StatsView {
-    /// See [`crate::Stats::connections_accepted_total`].
-    pub connections_accepted_total: u64,
-    /// See [`crate::Stats::open_now`].
-    pub open_now: u64,
-    /// See [`crate::Stats::peak_concurrent`].
-    pub peak_concurrent: u64,
-    /// See [`crate::Stats::handshakes_completed`].
-    pub handshakes_completed: u64,
-    /// See [`crate::Stats::order_messages`].
-    pub order_messages: u64,
-    /// See [`crate::Stats::closed_by_server_total`].
-    pub closed_by_server_total: u64,
-    /// See [`crate::Stats::unclean_total`].
-    pub unclean_total: u64,
-}
