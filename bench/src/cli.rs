@@ -33,30 +33,6 @@ pub enum Command {
     Sim(SimArgs),
     /// Every scenario with its defaults, then a summary table.
     All(Smoke),
-    /// gateway-svc demo plus gateway-svc's service served with TCP_NODELAY (the proposed fix);
-    /// used by `--nodelay`.
-    #[command(hide = true)]
-    ServeNodelay(ServeArgs),
-}
-
-/// Flags of the hidden `serve-nodelay`.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Simulated gateway API address.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub sim_listen: std::net::SocketAddr,
-    /// Simulator control API address.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub sim_control_listen: std::net::SocketAddr,
-}
-
-/// Which build of the service a scenario measures.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct Target {
-    /// Measure gateway-svc's service served with TCP_NODELAY (the proposed fix) instead of the
-    /// shipped `gateway-svc demo` binary.
-    #[arg(long)]
-    pub nodelay: bool,
 }
 
 /// `--smoke` on its own.
@@ -108,9 +84,6 @@ pub struct FanoutArgs {
     /// Smoke mode.
     #[command(flatten)]
     pub smoke: Smoke,
-    /// Shipped binary or the TCP_NODELAY variant.
-    #[command(flatten)]
-    pub target: Target,
     /// Subscriber counts (default 100,1000,10000; smoke 100). One subscriber is always measured
     /// first as the baseline.
     #[arg(long, value_delimiter = ',')]
@@ -129,9 +102,6 @@ pub struct RecoveryArgs {
     /// Smoke mode.
     #[command(flatten)]
     pub smoke: Smoke,
-    /// Shipped binary or the TCP_NODELAY variant.
-    #[command(flatten)]
-    pub target: Target,
     /// Open WatchPositions subscribers (default 100, smoke 20).
     #[arg(long)]
     pub subscribers: Option<usize>,
@@ -152,9 +122,6 @@ pub struct BurstArgs {
     /// Smoke mode.
     #[command(flatten)]
     pub smoke: Smoke,
-    /// Shipped binary or the TCP_NODELAY variant.
-    #[command(flatten)]
-    pub target: Target,
     /// Open WatchPositions subscribers (default 100, smoke 10).
     #[arg(long)]
     pub subscribers: Option<usize>,
@@ -181,13 +148,6 @@ pub struct SimArgs {
     /// Bursts measured (default 2, smoke 1).
     #[arg(long)]
     pub rounds: Option<u32>,
-}
-
-impl Target {
-    /// What to append to figures measured on the variant.
-    pub fn label(self) -> &'static str {
-        if self.nodelay { " [TCP_NODELAY variant]" } else { "" }
-    }
 }
 
 /// `value` when given, else the smoke or the full default.

@@ -8,7 +8,6 @@
 //! - [`stack`], [`fleet`], [`direct`], [`empty`], [`wire`]: the things being measured and their
 //!   baselines (an in-process service, many stream subscribers, a direct `ibapi` connection, an
 //!   empty-handler server, a raw TWS text client).
-//! - [`nodelay`]: gateway-svc's service served with TCP_NODELAY, the fix these figures point to.
 //!
 //! Every load loop is bounded in count and in time. A missed performance goal is reported, never
 //! an error; only a functional failure (wrong data, no convergence, a client that fails) is.
@@ -19,7 +18,6 @@ pub mod cli;
 pub mod direct;
 pub mod empty;
 pub mod fleet;
-pub mod nodelay;
 pub mod report;
 pub mod scenario;
 pub mod stack;

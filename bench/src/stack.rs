@@ -15,7 +15,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::binaries;
 use crate::child::Service;
-use crate::cli::Target;
 use crate::{Error, Result};
 
 /// A gateway client over one HTTP/2 connection.
@@ -28,12 +27,10 @@ fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// gateway-svc and the simulator in this process, on ephemeral loopback ports, plus the same
-/// service state served with TCP_NODELAY (see [`crate::nodelay`]).
+/// gateway-svc and the simulator in this process, on ephemeral loopback ports.
 #[derive(Debug)]
 pub struct InProcess {
     demo: Demo,
-    nodelay: SocketAddr,
 }
 
 impl InProcess {
@@ -42,15 +39,11 @@ impl InProcess {
         let mut settings = Settings::default();
         settings.grpc.listen = any_port().to_string();
         settings.ops.listen = any_port().to_string();
-        let grpc_settings = settings.grpc.clone();
         let addrs = DemoAddrs { sim_api: any_port(), sim_control: any_port() };
-        let shutdown = CancellationToken::new();
-        let demo = Demo::start(settings, addrs, ib_sim::Scenario::default(), shutdown.clone())
+        let demo = Demo::start(settings, addrs, ib_sim::Scenario::default(), CancellationToken::new())
             .await
             .map_err(|e| Error::setup("gateway-svc demo (in-process)", e))?;
-        let nodelay =
-            crate::nodelay::serve(std::sync::Arc::clone(&demo.service.state), &grpc_settings, shutdown).await?;
-        let stack = InProcess { demo, nodelay };
+        let stack = InProcess { demo };
         wait_ready(&mut connect(stack.grpc()).await?, READY_TIMEOUT).await?;
         Ok(stack)
     }
@@ -58,11 +51,6 @@ impl InProcess {
     /// gRPC address of the service as shipped.
     pub fn grpc(&self) -> SocketAddr {
         self.demo.service.grpc_addr
-    }
-
-    /// gRPC address of the same service with TCP_NODELAY.
-    pub fn grpc_nodelay(&self) -> SocketAddr {
-        self.nodelay
     }
 
     /// Simulated gateway API address.
@@ -90,27 +78,12 @@ pub struct Spawned {
 
 impl Spawned {
     /// Starts it with `env` (`IBGW__…` settings) and waits until the session is ready. Logs are
-    /// kept at `warn` so logging costs nothing measurable. With `target.nodelay` the process is
-    /// `ibgw-bench serve-nodelay` (the same demo, served with TCP_NODELAY).
-    pub async fn start(target: Target, env: &[(&str, String)]) -> Result<Spawned> {
+    /// kept at `warn` so logging costs nothing measurable.
+    pub async fn start(env: &[(&str, String)]) -> Result<Spawned> {
         let any = any_port().to_string();
-        let (binary, args) = if target.nodelay {
-            let args = vec!["serve-nodelay", "--sim-listen", &any, "--sim-control-listen", &any];
-            (binaries::sibling("ibgw-bench")?, args)
-        } else {
-            let args = vec![
-                "demo",
-                "--grpc-listen",
-                &any,
-                "--ops-listen",
-                &any,
-                "--sim-listen",
-                &any,
-                "--sim-control-listen",
-                &any,
-            ];
-            (binaries::sibling("gateway-svc")?, args)
-        };
+        let args =
+            ["demo", "--grpc-listen", &any, "--ops-listen", &any, "--sim-listen", &any, "--sim-control-listen", &any];
+        let binary = binaries::sibling("gateway-svc")?;
         let mut all_env = vec![("IBGW__LOG__FILTER", "warn".to_owned()), ("RUST_LOG", "warn".to_owned())];
         all_env.extend(env.iter().cloned());
         let service = Service::spawn(&binary, &args, &all_env).await?;

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use gateway_proto::pb;
 use ibapi::accounts::{AccountSummary, Position};
 
+use crate::grpc::UpdateKind;
 use crate::health::{Health, SessionState};
-use crate::hub::ChangeKind;
 use crate::model::{Freshness, PositionRow, SummaryRow, decimal};
 
 /// An `ibapi` position as a domain row.
@@ -95,12 +95,13 @@ pub fn summary_key(k: &(String, String, String)) -> pb::SummaryKey {
     pb::SummaryKey { account: k.0.clone(), tag: k.1.clone(), currency: k.2.clone() }
 }
 
-/// Change kind as protobuf.
-pub fn update_kind(kind: ChangeKind) -> pb::UpdateKind {
+/// Stream message kind as protobuf.
+pub fn update_kind(kind: UpdateKind) -> pb::UpdateKind {
     match kind {
-        ChangeKind::Delta => pb::UpdateKind::Delta,
-        ChangeKind::Resync => pb::UpdateKind::Resync,
-        ChangeKind::Freshness => pb::UpdateKind::Freshness,
+        UpdateKind::Snapshot => pb::UpdateKind::Snapshot,
+        UpdateKind::Delta => pb::UpdateKind::Delta,
+        UpdateKind::Resync => pb::UpdateKind::Resync,
+        UpdateKind::Freshness => pb::UpdateKind::Freshness,
     }
 }
 

@@ -8,11 +8,18 @@
 //! Lag policy: a stream whose receiver falls more than [`CHANGE_CAPACITY`] changes behind is
 //! resynchronised from the current snapshot (a RESYNC message listing exactly what it missed).
 //! Nothing is skipped silently.
+//!
+//! Fan-out cost: a snapshot and a change each keep a [`Memo`] for their wire encoding, so that
+//! thousands of streams (or unary calls) without a filter share one encoding instead of
+//! converting and encoding the same rows once each. A change also points (weakly) at the state
+//! it produced, so a stream can hold "what I have told my client" as a shared `Arc` instead of a
+//! private copy.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::SystemTime;
 
+use gateway_proto::encoded::Encoded;
 use tokio::sync::{broadcast, watch};
 
 use crate::model::{Freshness, Row};
@@ -35,6 +42,33 @@ pub struct Snapshot<T: Row> {
     pub synced: bool,
     /// The rows, by key.
     pub rows: BTreeMap<T::Key, T>,
+    /// The unary response with every row, once some caller asked for it.
+    pub unary: Memo,
+    /// A stream's first message with every row, once some stream opened on this state.
+    pub opening: Memo,
+}
+
+impl<T: Row> Snapshot<T> {
+    /// This state with `change` applied: the state the change produced.
+    pub fn apply(&mut self, change: &Change<T>) {
+        for r in &change.upserts {
+            self.rows.insert(r.key(), r.clone());
+        }
+        for r in &change.removals {
+            self.rows.remove(&r.key());
+        }
+        self.epoch = change.epoch;
+        self.version = change.version;
+        self.as_of = change.as_of;
+        self.freshness = change.freshness.clone();
+        self.synced |= change.kind == ChangeKind::Resync;
+        self.forget_encodings();
+    }
+
+    fn forget_encodings(&mut self) {
+        self.unary = Memo::default();
+        self.opening = Memo::default();
+    }
 }
 
 /// What a change carries.
@@ -63,8 +97,33 @@ pub struct Change<T: Row> {
     pub freshness: Freshness,
     /// Rows added or changed.
     pub upserts: Vec<T>,
-    /// Keys removed.
-    pub removals: Vec<T::Key>,
+    /// Rows removed, as they were (a filter can then tell whether a subscriber had them).
+    pub removals: Vec<T>,
+    /// The state this change produced, while anyone still holds it. Weak, so the change buffer
+    /// never keeps old states alive; a reader that finds it gone applies the change itself.
+    pub state: Weak<Snapshot<T>>,
+    /// This change as a stream message with every row, once some stream needed it.
+    pub message: Memo,
+}
+
+/// A wire encoding made at most once, by the first reader that needs it, and shared by all.
+///
+/// It belongs to the state or change it encodes: cloning a [`Snapshot`] (to modify the copy)
+/// starts the copy with an empty memo.
+#[derive(Debug, Default)]
+pub struct Memo(OnceLock<Encoded>);
+
+impl Memo {
+    /// The encoding, made by `encode` if nobody has made it yet.
+    pub fn get_or_init(&self, encode: impl FnOnce() -> Encoded) -> Encoded {
+        self.0.get_or_init(encode).clone()
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// A hub for one data kind.
@@ -84,6 +143,8 @@ impl<T: Row> Hub<T> {
             freshness: Freshness::Unknown { reason: reason.to_owned() },
             synced: false,
             rows: BTreeMap::new(),
+            unary: Memo::default(),
+            opening: Memo::default(),
         };
         Self { state: watch::channel(Arc::new(snapshot)).0, changes: broadcast::channel(CHANGE_CAPACITY).0 }
     }
@@ -99,7 +160,8 @@ impl<T: Row> Hub<T> {
         (self.snapshot(), rx)
     }
 
-    fn publish(&self, next: Snapshot<T>, kind: ChangeKind, upserts: Vec<T>, removals: Vec<T::Key>) {
+    fn publish(&self, next: Snapshot<T>, kind: ChangeKind, upserts: Vec<T>, removals: Vec<T>) {
+        let next = Arc::new(next);
         let change = Change {
             kind,
             version: next.version,
@@ -108,10 +170,12 @@ impl<T: Row> Hub<T> {
             freshness: next.freshness.clone(),
             upserts,
             removals,
+            state: Arc::downgrade(&next),
+            message: Memo::default(),
         };
         // Watch first, broadcast second: a reader that saw the snapshot can tell, by version,
         // that it already has this change.
-        self.state.send_replace(Arc::new(next));
+        self.state.send_replace(next);
         // No receivers is normal when nobody streams.
         let _ = self.changes.send(Arc::new(change));
     }
@@ -122,11 +186,15 @@ impl<T: Row> Hub<T> {
         let mut next = (*cur).clone();
         let upserts: Vec<T> =
             upserts.into_iter().filter(|r| next.rows.insert(r.key(), r.clone()).as_ref() != Some(r)).collect();
-        let removals: Vec<T::Key> = removals.into_iter().filter(|k| next.rows.remove(k).is_some()).collect();
+        let removals: Vec<T> = removals.into_iter().filter_map(|k| next.rows.remove(&k)).collect();
         next.as_of = SystemTime::now();
         if upserts.is_empty() && removals.is_empty() {
-            // Still confirms the data is current.
-            self.state.send_modify(|s| Arc::make_mut(s).as_of = next.as_of);
+            // Still confirms the data is current. The encodings carry as_of, so they go too.
+            self.state.send_modify(|s| {
+                let s = Arc::make_mut(s);
+                s.as_of = next.as_of;
+                s.forget_encodings();
+            });
             return;
         }
         next.version += 1;
@@ -137,7 +205,8 @@ impl<T: Row> Hub<T> {
     pub fn resync(&self, epoch: u64, rows: BTreeMap<T::Key, T>) {
         let cur = self.snapshot();
         let upserts: Vec<T> = rows.values().filter(|r| cur.rows.get(&r.key()) != Some(*r)).cloned().collect();
-        let removals: Vec<T::Key> = cur.rows.keys().filter(|k| !rows.contains_key(*k)).cloned().collect();
+        let removals: Vec<T> =
+            cur.rows.iter().filter(|(k, _)| !rows.contains_key(*k)).map(|(_, r)| r.clone()).collect();
         let next = Snapshot {
             epoch,
             version: cur.version + 1,
@@ -145,6 +214,8 @@ impl<T: Row> Hub<T> {
             freshness: Freshness::Live,
             synced: true,
             rows,
+            unary: Memo::default(),
+            opening: Memo::default(),
         };
         self.publish(next, ChangeKind::Resync, upserts, removals);
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_proto::pb::gateway_service_server::GatewayServiceServer;
+use gateway_proto::encoded::gateway_service_server::GatewayServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -11,6 +11,7 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gateway_descriptor");
 
 pub mod client;
+pub mod encoded;
 
 /// Full gRPC name of the service, as health checks and reflection spell it.
 pub const SERVICE_NAME: &str = "gateway.v1.GatewayService";

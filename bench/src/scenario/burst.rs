@@ -40,18 +40,10 @@ pub async fn run(args: &BurstArgs) -> Result<Vec<Line>> {
     let rounds = pick(args.rounds, smoke, 1, 2).max(1);
     header(NAME, &format!("{count} upstream updates, {subscribers} subscribers, {rounds} round(s)"));
     let direct = baseline(count, rounds).await?;
-    if args.target.nodelay {
-        println!("measuring gateway-svc's service with TCP_NODELAY (ibgw-bench serve-nodelay), not the shipped binary");
-    }
-    let gw = Spawned::start(args.target, &[]).await?;
+    let gw = Spawned::start(&[]).await?;
     let result = measure(&gw, subscribers, count, rounds, direct).await;
     gw.stop().await;
-    result.map(|mut lines| {
-        for l in &mut lines {
-            l.metric.push_str(args.target.label());
-        }
-        lines
-    })
+    result
 }
 
 /// The direct client's figures.

@@ -53,24 +53,16 @@ pub async fn run(args: &FanoutArgs) -> Result<Vec<Line>> {
         NAME,
         &format!("levels 1 (baseline), {levels:?}; {per_channel} streams per connection; {rounds} change(s) each"),
     );
-    if args.target.nodelay {
-        println!("measuring gateway-svc's service with TCP_NODELAY (ibgw-bench serve-nodelay), not the shipped binary");
-    }
     let connections = levels.iter().max().copied().unwrap_or(1).div_ceil(per_channel);
     if let Some(limit) = open_files_limit()
         && limit < (connections as u64) * 2 + 256
     {
         println!("warning: {connections} connections need more open files than the limit {limit}; raise `ulimit -n`");
     }
-    let gw = Spawned::start(args.target, &[]).await?;
+    let gw = Spawned::start(&[]).await?;
     let result = measure(&gw, &levels, per_channel, rounds).await;
     gw.stop().await;
-    result.map(|mut lines| {
-        for l in &mut lines {
-            l.metric.push_str(args.target.label());
-        }
-        lines
-    })
+    result
 }
 
 async fn measure(gw: &Spawned, levels: &[usize], per_channel: usize, rounds: u32) -> Result<Vec<Line>> {

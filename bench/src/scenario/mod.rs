@@ -19,9 +19,6 @@ use crate::{Error, Result, TARGET_ACCOUNT, TARGET_CON_ID};
 /// Runs `command` and prints the summary. Fails when a scenario could not be set up or the system
 /// misbehaved; a missed performance goal is only reported.
 pub async fn run(command: Command) -> Result<()> {
-    if let Command::ServeNodelay(a) = &command {
-        return crate::nodelay::demo(a).await;
-    }
     let started = std::time::Instant::now();
     let (lines, failures) = match command {
         Command::Runner(a) => one(runner::run(&a).await),
@@ -31,7 +28,6 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Burst(a) => one(burst::run(&a).await),
         Command::Sim(a) => one(sim::run(&a).await),
         Command::All(smoke) => all(smoke).await,
-        Command::ServeNodelay(_) => (Vec::new(), Vec::new()),
     };
     print_summary(&lines);
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());

@@ -65,18 +65,10 @@ pub async fn run(args: &RecoveryArgs) -> Result<Vec<Line>> {
         ("IBGW__UPSTREAM__BACKOFF_MAX_MS", (backoff_ms * 4).to_string()),
         ("IBGW__UPSTREAM__BACKOFF_RESET_AFTER_MS", "1".to_owned()),
     ];
-    if args.target.nodelay {
-        println!("measuring gateway-svc's service with TCP_NODELAY (ibgw-bench serve-nodelay), not the shipped binary");
-    }
-    let gw = Spawned::start(args.target, &env).await?;
+    let gw = Spawned::start(&env).await?;
     let result = measure(&gw, subscribers, rounds, backoff_ms, down_ms, smoke).await;
     gw.stop().await;
-    result.map(|mut lines| {
-        for l in &mut lines {
-            l.metric.push_str(args.target.label());
-        }
-        lines
-    })
+    result
 }
 
 async fn measure(

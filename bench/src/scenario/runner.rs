@@ -57,11 +57,9 @@ async fn measure(
     budget: Duration,
 ) -> Result<Vec<Line>> {
     let gateway = format!("http://{}", stack.grpc());
-    let nodelay = format!("http://{}", stack.grpc_nodelay());
     let sim = stack.sim_api();
     // One unrecorded run of each warms the page cache and the simulator.
     run_trader(trader, &gateway).await?;
-    run_trader(trader, &nodelay).await?;
     if let Some(py) = python
         && let Err(skip) = run_python(py, sim, PYTHON_IDS - 1).await?
     {
@@ -72,7 +70,6 @@ async fn measure(
 
     let started = Instant::now();
     let mut t_trader = Vec::new();
-    let mut t_nodelay = Vec::new();
     let mut t_direct = Vec::new();
     let mut t_floor = Vec::new();
     let mut py = Python { wall: Vec::new(), session: Vec::new(), import: Vec::new() };
@@ -82,7 +79,6 @@ async fn measure(
             break;
         }
         t_trader.push(run_trader(trader, &gateway).await?);
-        t_nodelay.push(run_trader(trader, &nodelay).await?);
         t_floor.push(run_floor(trader).await?);
         if let Some(path) = python {
             let r = run_python(path, sim, PYTHON_IDS + i as i32).await?.map_err(Error::Functional)?;
@@ -108,8 +104,6 @@ async fn measure(
         t.row(cells);
     };
     row("trader-client --once (process, via gateway-svc)", Some(&trader_s));
-    let nodelay_s = Summary::of(&t_nodelay);
-    row("  same via gateway-svc + TCP_NODELAY (proposed fix)", nodelay_s.as_ref());
     row("ib_async fresh connection (python process)", py_s.as_ref());
     row("  of which connect..disconnect inside python", Summary::of(&py.session).as_ref());
     row("  of which importing asyncio + ib_async", Summary::of(&py.import).as_ref());
@@ -128,14 +122,6 @@ async fn measure(
             );
         }
         None => lines.push(Line::new(NAME, "ib_async run / trader-client run (p50)", "skipped (no venv)")),
-    }
-    if let (Some(p), Some(n)) = (&py_s, &nodelay_s) {
-        let r = p.p50.as_secs_f64() / n.p50.as_secs_f64();
-        lines.push(
-            Line::new(NAME, "  same, trader-client via TCP_NODELAY (proposed fix)", ms(p.p50))
-                .baseline(ms(n.p50), r)
-                .goal(format!("≥ {GOAL_PYTHON_RATIO:.0}×"), r >= GOAL_PYTHON_RATIO),
-        );
     }
     if let Some(d) = &direct_s {
         lines.push(

@@ -45,11 +45,7 @@ pub async fn run(args: &UnaryArgs) -> Result<Vec<Line>> {
     let result = async {
         let payload = sanity(gateway.grpc()).await?;
         let empty = EmptyServer::start(Extras::default()).await?;
-        let mut servers = vec![
-            ("gateway-svc (as shipped)", gateway.grpc()),
-            ("gateway-svc + TCP_NODELAY", gateway.grpc_nodelay()),
-            ("empty handler", empty.addr),
-        ];
+        let mut servers = vec![("gateway-svc", gateway.grpc()), ("empty handler", empty.addr)];
         started.push(empty);
         if args.breakdown {
             let with_middleware = EmptyServer::start(Extras { middleware: true, positions: None }).await?;
@@ -83,7 +79,7 @@ async fn sanity(addr: SocketAddr) -> Result<pb::GetPositionsResponse> {
     Ok(r)
 }
 
-/// Servers in order: shipped, TCP_NODELAY variant, empty handler, then any breakdown variants.
+/// Servers in order: gateway-svc, empty handler, then any breakdown variants.
 async fn measure(
     servers: &[(&str, SocketAddr)],
     levels: &[usize],
@@ -102,11 +98,10 @@ async fn measure(
         for (_, addr) in servers {
             loads.push(load(*addr, level, conns, duration).await?);
         }
-        let (Some(g), Some(n), Some(e)) = (loads.first(), loads.get(1), loads.get(2)) else {
-            return Err(Error::Setup("unary needs the shipped, nodelay and empty servers".into()));
+        let (Some(g), Some(e)) = (loads.first(), loads.get(1)) else {
+            return Err(Error::Setup("unary needs the gateway and the empty server".into()));
         };
         let ratio = g.rps / e.rps;
-        let fixed = n.rps / e.rps;
         for ((name, _), l) in servers.iter().zip(&loads) {
             let mut cells = vec![level.to_string(), conns.to_string(), (*name).into(), format!("{:.0}", l.rps)];
             cells.extend(latency_cells(l.latency.as_ref()));
@@ -117,15 +112,6 @@ async fn measure(
             Line::new(NAME, format!("GetPositions rps, {level} in flight"), format!("{:.0}", g.rps))
                 .baseline(format!("{:.0}", e.rps), ratio)
                 .goal(format!("≥ {GOAL_RATIO}×"), ratio >= GOAL_RATIO),
-        );
-        lines.push(
-            Line::new(
-                NAME,
-                format!("  same with TCP_NODELAY (proposed fix), {level} in flight"),
-                format!("{:.0}", n.rps),
-            )
-            .baseline(format!("{:.0}", e.rps), fixed)
-            .goal(format!("≥ {GOAL_RATIO}×"), fixed >= GOAL_RATIO),
         );
     }
     t.print();

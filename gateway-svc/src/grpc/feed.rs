@@ -1,44 +1,25 @@
 //! One gRPC stream's view of a hub: a filtered snapshot first, then filtered changes, with the
 //! lag policy applied (a lagging stream is resynchronised, never silently skipped) and an
 //! UNAVAILABLE "shutting down" at the end when the service stops.
+//!
+//! Cost per subscriber is what limits fan-out, so a stream keeps no rows of its own. What it has
+//! told its client is a hub state (`Arc<Snapshot>`, normally shared with every other stream),
+//! and a stream without a filter sends the change's shared encoding with its own `seq` appended.
+//! Only filtered streams encode per stream.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use futures_util::Stream;
+use gateway_proto::encoded::Encoded;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::hub::{Change, ChangeKind, Hub, Snapshot};
 use crate::metrics;
-use crate::model::{Freshness, Row};
+use crate::model::Row;
 use crate::state::SubscriberSlot;
-
-/// One message of a stream, before conversion to its protobuf type.
-#[derive(Debug)]
-pub struct Update<T: Row> {
-    /// What the message carries.
-    pub kind: UpdateKind,
-    /// Full set (snapshot, resync).
-    pub items: Vec<T>,
-    /// Added or changed rows.
-    pub upserts: Vec<T>,
-    /// Removed keys.
-    pub removals: Vec<T::Key>,
-    /// Session epoch.
-    pub epoch: u64,
-    /// Position in the stream, from 1.
-    pub seq: u64,
-    /// As of.
-    pub as_of: SystemTime,
-    /// Freshness.
-    pub freshness: Freshness,
-    /// Hub state version.
-    pub version: u64,
-}
 
 /// Message kinds on a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,107 +34,171 @@ pub enum UpdateKind {
     Freshness,
 }
 
-/// A boxed stream of protobuf messages, as tonic wants it.
+impl From<ChangeKind> for UpdateKind {
+    fn from(kind: ChangeKind) -> Self {
+        match kind {
+            ChangeKind::Delta => UpdateKind::Delta,
+            ChangeKind::Resync => UpdateKind::Resync,
+            ChangeKind::Freshness => UpdateKind::Freshness,
+        }
+    }
+}
+
+/// One stream message before encoding.
+#[derive(Debug)]
+pub struct Update<'a, T: Row> {
+    /// What the message carries.
+    pub kind: UpdateKind,
+    /// Full set (snapshot, resync).
+    pub items: Vec<&'a T>,
+    /// Added or changed rows.
+    pub upserts: Vec<&'a T>,
+    /// Removed rows (sent as their keys).
+    pub removals: Vec<&'a T>,
+    /// The state the message brings the client to: epoch, as-of, freshness and version.
+    pub state: &'a Snapshot<T>,
+}
+
+/// How one data kind's stream messages go on the wire.
+pub trait StreamWire: Row {
+    /// Field number of `seq` in the stream's response message.
+    const SEQ_FIELD: u32;
+    /// Encodes `update` without its `seq` (which is per stream and appended when sent).
+    fn encode(update: &Update<'_, Self>) -> Encoded;
+}
+
+/// A boxed stream of responses, as tonic wants it.
 pub type WireStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send + 'static>>;
 
+/// Which rows a stream wants: `None` is every row.
+pub(super) type Filter<T> = Option<Box<dyn Fn(&T) -> bool + Send + Sync>>;
+type Current<T> = Box<dyn Fn() -> Arc<Snapshot<T>> + Send + Sync>;
+
 /// Builds a stream for `hub`, keeping only rows that pass `filter`.
-pub(super) fn stream<T, M>(
+pub(super) fn stream<T: StreamWire>(
     hub: &Hub<T>,
-    filter: impl Fn(&T) -> bool + Send + Sync + 'static,
+    filter: Filter<T>,
     current: impl Fn() -> Arc<Snapshot<T>> + Send + Sync + 'static,
     kind_label: &'static str,
     shutdown: CancellationToken,
     slot: SubscriberSlot,
-    to_wire: fn(Update<T>) -> M,
-) -> WireStream<M>
-where
-    T: Row,
-    M: Send + 'static,
-{
-    let (snapshot, rx) = hub.subscribe();
+) -> WireStream<Encoded> {
+    let (view, rx) = hub.subscribe();
     let feed = Feed {
         rx,
-        view: BTreeMap::new(),
-        filter: Box::new(filter),
+        view,
+        filter,
         current: Box::new(current),
         kind_label,
-        version: 0,
         seq: 0,
-        first: Some(snapshot),
+        opened: false,
         shutdown,
         done: false,
         _slot: slot,
     };
-    Box::pin(futures_util::stream::unfold(feed, move |mut feed| async move {
+    Box::pin(futures_util::stream::unfold(feed, |mut feed| async move {
         let item = feed.next().await?;
-        Some((item.map(to_wire), feed))
+        Some((item, feed))
     }))
 }
 
-type Filter<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
-type Current<T> = Box<dyn Fn() -> Arc<Snapshot<T>> + Send + Sync>;
-
 struct Feed<T: Row> {
     rx: broadcast::Receiver<Arc<Change<T>>>,
-    /// What this subscriber has been told: the filtered rows.
-    view: BTreeMap<T::Key, T>,
+    /// The hub state this subscriber's client has been brought to, before filtering.
+    view: Arc<Snapshot<T>>,
     filter: Filter<T>,
     current: Current<T>,
     kind_label: &'static str,
-    version: u64,
     seq: u64,
-    first: Option<Arc<Snapshot<T>>>,
+    opened: bool,
     shutdown: CancellationToken,
     done: bool,
     /// Held for the stream's lifetime; frees the subscriber slot on drop.
     _slot: SubscriberSlot,
 }
 
-impl<T: Row> Feed<T> {
-    fn update(
-        &mut self,
-        kind: UpdateKind,
-        upserts: Vec<T>,
-        removals: Vec<T::Key>,
-        s: (u64, SystemTime, Freshness),
-    ) -> Update<T> {
+impl<T: StreamWire> Feed<T> {
+    fn passes(&self, row: &T) -> bool {
+        self.filter.as_ref().is_none_or(|f| f(row))
+    }
+
+    fn visible<'a>(&self, snap: &'a Snapshot<T>) -> Vec<&'a T> {
+        snap.rows.values().filter(|r| self.passes(r)).collect()
+    }
+
+    fn sequenced(&mut self, message: &Encoded) -> Encoded {
         self.seq += 1;
-        let items = match kind {
-            UpdateKind::Snapshot | UpdateKind::Resync => self.view.values().cloned().collect(),
-            UpdateKind::Delta | UpdateKind::Freshness => Vec::new(),
+        message.with_varint(T::SEQ_FIELD, self.seq)
+    }
+
+    /// The first message: the whole (filtered) state.
+    fn opening(&mut self) -> Encoded {
+        let view = Arc::clone(&self.view);
+        let encode = || {
+            let items = self.visible(&view);
+            T::encode(&Update {
+                kind: UpdateKind::Snapshot,
+                items,
+                upserts: Vec::new(),
+                removals: Vec::new(),
+                state: &view,
+            })
         };
-        Update {
-            kind,
-            items,
-            upserts,
-            removals,
-            epoch: s.0,
-            seq: self.seq,
-            as_of: s.1,
-            freshness: s.2,
-            version: self.version,
+        let message = if self.filter.is_none() { view.opening.get_or_init(encode) } else { encode() };
+        self.sequenced(&message)
+    }
+
+    /// Moves the view to the state `change` produced; `None` when nothing passes the filter.
+    fn on_change(&mut self, change: &Change<T>) -> Option<Encoded> {
+        match change.state.upgrade() {
+            Some(next) => self.view = next,
+            // Nobody holds that state any more (the hub has moved on): derive it. The copy is
+            // made once; while this stream catches up, it is updated in place.
+            None => Arc::make_mut(&mut self.view).apply(change),
         }
+        let view = Arc::clone(&self.view);
+        let encode = |filter: &dyn Fn(&T) -> bool| {
+            let items = match change.kind {
+                ChangeKind::Resync => view.rows.values().filter(|r| filter(r)).collect(),
+                ChangeKind::Delta | ChangeKind::Freshness => Vec::new(),
+            };
+            let upserts = change.upserts.iter().filter(|r| filter(r)).collect();
+            let removals = change.removals.iter().filter(|r| filter(r)).collect();
+            T::encode(&Update { kind: change.kind.into(), items, upserts, removals, state: &view })
+        };
+        let is_delta = change.kind == ChangeKind::Delta;
+        let message = match &self.filter {
+            // Every stream without a filter sends the same message: encoded once, by the first.
+            None if is_delta && change.upserts.is_empty() && change.removals.is_empty() => return None,
+            None => change.message.get_or_init(|| encode(&|_| true)),
+            Some(filter) if is_delta && !change.upserts.iter().chain(&change.removals).any(filter) => {
+                return None;
+            }
+            Some(filter) => encode(filter.as_ref()),
+        };
+        Some(self.sequenced(&message))
     }
 
-    /// Replaces the view with `snap`'s filtered rows and returns what differed.
-    fn rebase(&mut self, snap: &Snapshot<T>) -> (Vec<T>, Vec<T::Key>) {
-        let next: BTreeMap<T::Key, T> =
-            snap.rows.iter().filter(|(_, r)| (self.filter)(r)).map(|(k, r)| (k.clone(), r.clone())).collect();
-        let upserts = next.values().filter(|r| self.view.get(&r.key()) != Some(*r)).cloned().collect();
-        let removals = self.view.keys().filter(|k| !next.contains_key(*k)).cloned().collect();
-        self.view = next;
-        self.version = snap.version;
-        (upserts, removals)
+    /// Lag policy: resynchronise from the current state. The RESYNC lists exactly what changed
+    /// since this subscriber's last message.
+    fn resync(&mut self) -> Encoded {
+        metrics::stream_resync(self.kind_label);
+        let cur = (self.current)();
+        let old = std::mem::replace(&mut self.view, Arc::clone(&cur));
+        let upserts = cur.rows.values().filter(|r| self.passes(r) && old.rows.get(&r.key()) != Some(*r)).collect();
+        let removals = old.rows.values().filter(|r| self.passes(r) && !cur.rows.contains_key(&r.key())).collect();
+        let items = self.visible(&cur);
+        let message = T::encode(&Update { kind: UpdateKind::Resync, items, upserts, removals, state: &cur });
+        self.sequenced(&message)
     }
 
-    async fn next(&mut self) -> Option<Result<Update<T>, Status>> {
+    async fn next(&mut self) -> Option<Result<Encoded, Status>> {
         if self.done {
             return None;
         }
-        if let Some(snap) = self.first.take() {
-            self.rebase(&snap);
-            let stamp = (snap.epoch, snap.as_of, snap.freshness.clone());
-            return Some(Ok(self.update(UpdateKind::Snapshot, Vec::new(), Vec::new(), stamp)));
+        if !self.opened {
+            self.opened = true;
+            return Some(Ok(self.opening()));
         }
         loop {
             // Both branches are cancellation safe: a broadcast recv loses nothing when dropped.
@@ -166,33 +211,14 @@ impl<T: Row> Feed<T> {
                 r = self.rx.recv() => r,
             };
             match received {
-                Ok(change) if change.version <= self.version => continue,
-                Ok(change) => {
-                    self.version = change.version;
-                    let stamp = (change.epoch, change.as_of, change.freshness.clone());
-                    let upserts: Vec<T> = change.upserts.iter().filter(|r| (self.filter)(r)).cloned().collect();
-                    let removals: Vec<T::Key> =
-                        change.removals.iter().filter(|k| self.view.remove(*k).is_some()).cloned().collect();
-                    for r in &upserts {
-                        self.view.insert(r.key(), r.clone());
-                    }
-                    let kind = match change.kind {
-                        ChangeKind::Delta if upserts.is_empty() && removals.is_empty() => continue,
-                        ChangeKind::Delta => UpdateKind::Delta,
-                        ChangeKind::Resync => UpdateKind::Resync,
-                        ChangeKind::Freshness => UpdateKind::Freshness,
-                    };
-                    return Some(Ok(self.update(kind, upserts, removals, stamp)));
-                }
-                Err(RecvError::Lagged(_)) => {
-                    // Lag policy: resynchronise from the current state. The RESYNC lists exactly
-                    // what changed since this subscriber's last message.
-                    metrics::stream_resync(self.kind_label);
-                    let snap = (self.current)();
-                    let (upserts, removals) = self.rebase(&snap);
-                    let stamp = (snap.epoch, snap.as_of, snap.freshness.clone());
-                    return Some(Ok(self.update(UpdateKind::Resync, upserts, removals, stamp)));
-                }
+                Ok(change) if change.version <= self.view.version => continue,
+                Ok(change) if change.version == self.view.version + 1 => match self.on_change(&change) {
+                    Some(message) => return Some(Ok(message)),
+                    None => continue,
+                },
+                // A gap without a lag notice cannot happen (versions are published in order);
+                // if it ever did, a resync is still the truthful answer.
+                Ok(_) | Err(RecvError::Lagged(_)) => return Some(Ok(self.resync())),
                 Err(RecvError::Closed) => {
                     self.done = true;
                     return Some(Err(Status::unavailable("shutting down")));
@@ -201,3 +227,6 @@ impl<T: Row> Feed<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

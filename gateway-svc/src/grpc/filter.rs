@@ -60,6 +60,11 @@ impl PositionFilter {
         Ok(Self { accounts, symbols })
     }
 
+    /// True when every row passes.
+    pub fn is_all(&self) -> bool {
+        self.accounts.is_empty() && self.symbols.is_empty()
+    }
+
     /// Does the row pass?
     pub fn matches(&self, p: &PositionRow) -> bool {
         (self.accounts.is_empty() || self.accounts.contains(&p.account))
@@ -79,6 +84,11 @@ impl SummaryFilter {
     /// Validates a request's filter.
     pub fn new(accounts: &[String], tags: &[String]) -> Result<Self, ApiError> {
         Ok(Self { accounts: validate("account", accounts, account_char)?, tags: validate("tag", tags, tag_char)? })
+    }
+
+    /// True when every row passes.
+    pub fn is_all(&self) -> bool {
+        self.accounts.is_empty() && self.tags.is_empty()
     }
 
     /// Does the row pass?

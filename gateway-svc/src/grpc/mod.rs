@@ -4,23 +4,25 @@
 mod feed;
 mod filter;
 mod status;
+mod wire;
 
 use std::sync::Arc;
 
+use gateway_proto::encoded::Encoded;
+use gateway_proto::encoded::gateway_service_server::GatewayService;
 use gateway_proto::pb;
-use gateway_proto::pb::gateway_service_server::GatewayService;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-pub use feed::{Update, UpdateKind, WireStream};
+pub use feed::{StreamWire, Update, UpdateKind, WireStream};
 pub use filter::{PositionFilter, SummaryFilter};
 pub use status::ApiError;
 
 use crate::convert;
 use crate::hub::Snapshot;
 use crate::metrics;
-use crate::model::{PositionRow, Row, SummaryRow};
+use crate::model::Row;
 use crate::state::State;
 
 /// The service, cheap to clone (tonic clones it per connection).
@@ -77,47 +79,10 @@ fn finish<T>(method: &'static str, r: Result<T, ApiError>) -> Result<Response<T>
     }
 }
 
-fn positions_wire(u: Update<PositionRow>) -> pb::WatchPositionsResponse {
-    pb::WatchPositionsResponse {
-        kind: update_kind(u.kind) as i32,
-        items: u.items.iter().map(convert::position).collect(),
-        upserts: u.upserts.iter().map(convert::position).collect(),
-        removals: u.removals.iter().map(convert::position_key).collect(),
-        session_epoch: u.epoch,
-        seq: u.seq,
-        as_of: Some(convert::timestamp(u.as_of)),
-        freshness: Some(convert::freshness(&u.freshness)),
-        state_version: u.version,
-    }
-}
-
-fn summary_wire(u: Update<SummaryRow>) -> pb::WatchAccountSummaryResponse {
-    pb::WatchAccountSummaryResponse {
-        kind: update_kind(u.kind) as i32,
-        items: u.items.iter().map(convert::summary_value).collect(),
-        upserts: u.upserts.iter().map(convert::summary_value).collect(),
-        removals: u.removals.iter().map(convert::summary_key).collect(),
-        session_epoch: u.epoch,
-        seq: u.seq,
-        as_of: Some(convert::timestamp(u.as_of)),
-        freshness: Some(convert::freshness(&u.freshness)),
-        state_version: u.version,
-    }
-}
-
-fn update_kind(k: UpdateKind) -> pb::UpdateKind {
-    match k {
-        UpdateKind::Snapshot => pb::UpdateKind::Snapshot,
-        UpdateKind::Delta => pb::UpdateKind::Delta,
-        UpdateKind::Resync => pb::UpdateKind::Resync,
-        UpdateKind::Freshness => pb::UpdateKind::Freshness,
-    }
-}
-
 #[tonic::async_trait]
 impl GatewayService for Gateway {
-    type WatchPositionsStream = WireStream<pb::WatchPositionsResponse>;
-    type WatchAccountSummaryStream = WireStream<pb::WatchAccountSummaryResponse>;
+    type WatchPositionsStream = WireStream<Encoded>;
+    type WatchAccountSummaryStream = WireStream<Encoded>;
     type WatchHealthStream = WireStream<pb::WatchHealthResponse>;
 
     async fn list_accounts(
@@ -135,23 +100,14 @@ impl GatewayService for Gateway {
         finish("ListAccounts", r)
     }
 
-    async fn get_positions(
-        &self,
-        request: Request<pb::GetPositionsRequest>,
-    ) -> Result<Response<pb::GetPositionsResponse>, Status> {
+    async fn get_positions(&self, request: Request<pb::GetPositionsRequest>) -> Result<Response<Encoded>, Status> {
         let req = request.into_inner();
         let r = (|| {
             let filter = PositionFilter::new(&req.accounts, &req.symbols)?;
             self.ensure_accounts(&filter.accounts)?;
             let snap = self.state.positions.snapshot();
             self.ensure_synced(&snap)?;
-            Ok(pb::GetPositionsResponse {
-                positions: snap.rows.values().filter(|p| filter.matches(p)).map(convert::position).collect(),
-                session_epoch: snap.epoch,
-                seq: snap.version,
-                as_of: Some(convert::timestamp(snap.as_of)),
-                freshness: Some(convert::freshness(&snap.freshness)),
-            })
+            Ok(wire::positions(&snap, &filter))
         })();
         finish("GetPositions", r)
     }
@@ -170,14 +126,15 @@ impl GatewayService for Gateway {
             }
             let slot = self.slot()?;
             let state = Arc::clone(&self.state);
+            let filter: feed::Filter<_> =
+                if filter.is_all() { None } else { Some(Box::new(move |p| filter.matches(p))) };
             Ok(feed::stream(
                 &self.state.positions,
-                move |p| filter.matches(p),
+                filter,
                 move || state.positions.snapshot(),
                 "positions",
                 self.shutdown.clone(),
                 slot,
-                positions_wire,
             ))
         })();
         finish("WatchPositions", r)
@@ -186,20 +143,14 @@ impl GatewayService for Gateway {
     async fn get_account_summary(
         &self,
         request: Request<pb::GetAccountSummaryRequest>,
-    ) -> Result<Response<pb::GetAccountSummaryResponse>, Status> {
+    ) -> Result<Response<Encoded>, Status> {
         let req = request.into_inner();
         let r = (|| {
             let filter = SummaryFilter::new(&req.accounts, &req.tags)?;
             self.ensure_accounts(&filter.accounts)?;
             let snap = self.state.summary.snapshot();
             self.ensure_synced(&snap)?;
-            Ok(pb::GetAccountSummaryResponse {
-                values: snap.rows.values().filter(|s| filter.matches(s)).map(convert::summary_value).collect(),
-                session_epoch: snap.epoch,
-                seq: snap.version,
-                as_of: Some(convert::timestamp(snap.as_of)),
-                freshness: Some(convert::freshness(&snap.freshness)),
-            })
+            Ok(wire::summary(&snap, &filter))
         })();
         finish("GetAccountSummary", r)
     }
@@ -216,14 +167,15 @@ impl GatewayService for Gateway {
             }
             let slot = self.slot()?;
             let state = Arc::clone(&self.state);
+            let filter: feed::Filter<_> =
+                if filter.is_all() { None } else { Some(Box::new(move |s| filter.matches(s))) };
             Ok(feed::stream(
                 &self.state.summary,
-                move |s| filter.matches(s),
+                filter,
                 move || state.summary.snapshot(),
                 "account_summary",
                 self.shutdown.clone(),
                 slot,
-                summary_wire,
             ))
         })();
         finish("WatchAccountSummary", r)
