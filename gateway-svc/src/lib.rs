@@ -6,6 +6,7 @@
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation.
 //! - [`server`]: wiring, health, reflection, limits, shutdown.
 //! - [`demo`]: the service against the embedded simulator.
+//! - [`runtime`]: the tokio runtime, tuned for fan-out.
 
 pub mod auth;
 pub mod backoff;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod probe;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod state;

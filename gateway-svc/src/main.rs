@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             }
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match gateway_svc::runtime::builder().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gateway-svc: cannot start the runtime: {e}");
