@@ -66,7 +66,7 @@ pub struct UnaryArgs {
     /// Concurrency levels (calls in flight).
     #[arg(long, value_delimiter = ',')]
     pub levels: Option<Vec<usize>>,
-    /// Measured milliseconds per level and server (default 3000, smoke 500).
+    /// Measured milliseconds per level and server, taken in 5 turns (default 3000, smoke 500).
     #[arg(long)]
     pub duration_ms: Option<u64>,
     /// HTTP/2 connections the calls are spread over (fewer when the level is lower).

@@ -5,14 +5,15 @@
 //! - [`scenario`]: one module per benchmark (runner, unary, fanout, recovery, burst, sim).
 //! - [`stats`] and [`report`]: percentiles, ratios, goals and the tables that print them.
 //! - [`binaries`] and [`child`]: the sibling executables and the processes started from them.
-//! - [`stack`], [`fleet`], [`direct`], [`empty`], [`wire`]: the things being measured and their
-//!   baselines (an in-process service, many stream subscribers, a direct `ibapi` connection, an
-//!   empty-handler server, a raw TWS text client).
+//! - [`stack`], [`fleet`], [`direct`], [`empty`], [`wire`], [`caller`]: the things being measured
+//!   and their baselines (an in-process service, many stream subscribers, a direct `ibapi`
+//!   connection, an empty-handler server, a raw TWS text client, a non-decoding unary client).
 //!
 //! Every load loop is bounded in count and in time. A missed performance goal is reported, never
 //! an error; only a functional failure (wrong data, no convergence, a client that fails) is.
 
 pub mod binaries;
+pub mod caller;
 pub mod child;
 pub mod cli;
 pub mod direct;

@@ -2,7 +2,9 @@
 //! empty-handler tonic server measured the same way in the same run. Both servers run in this
 //! process, sharing its runtime with the load generator exactly alike, so the ratio isolates
 //! what gateway-svc adds to tonic: its middleware (timeout, concurrency limit, load shedding,
-//! auth interceptor), the snapshot read, the filter and the response encoding.
+//! auth interceptor), the snapshot read, the filter and the response encoding. The servers take
+//! turns in short slices, and the load generator does not decode answers (see [`crate::caller`]),
+//! so that it does the same work for every server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,16 +14,19 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::header;
+use crate::caller::RawCaller;
 use crate::cli::{UnaryArgs, pick};
 use crate::empty::{EmptyServer, Extras};
 use crate::report::{Line, Table, latency_cells, times};
-use crate::stack::{self, Client, InProcess};
+use crate::stack::{self, InProcess};
 use crate::stats::Summary;
 use crate::{Error, Result};
 
 const NAME: &str = "unary";
 /// The goal: gateway-svc keeps at least this share of the empty server's throughput.
 const GOAL_RATIO: f64 = 0.8;
+/// Turns each server takes per level; the level's duration is split evenly between them.
+const SLICES: u32 = 5;
 /// A bound on calls per task, whatever the duration.
 const MAX_CALLS_PER_TASK: usize = 2_000_000;
 
@@ -94,10 +99,20 @@ async fn measure(
     for &level in levels {
         let level = level.max(1);
         let conns = channels.min(level);
-        let mut loads = Vec::new();
-        for (_, addr) in servers {
-            loads.push(load(*addr, level, conns, duration).await?);
+        // The servers take turns in short slices, each slice starting with a different one, so
+        // that drift in the machine's load (other work, CPU frequency) hits all of them alike.
+        let slice = duration / SLICES;
+        let mut samples: Vec<Vec<u32>> = vec![Vec::new(); servers.len()];
+        for round in 0..SLICES as usize {
+            for k in 0..servers.len() {
+                let i = (round + k) % servers.len();
+                samples[i].extend(load(servers[i].1, level, conns, slice).await?);
+            }
         }
+        let loads: Vec<Load> = samples
+            .into_iter()
+            .map(|mut s| Load { rps: s.len() as f64 / duration.as_secs_f64(), latency: Summary::of_micros(&mut s) })
+            .collect();
         let (Some(g), Some(e)) = (loads.first(), loads.get(1)) else {
             return Err(Error::Setup("unary needs the gateway and the empty server".into()));
         };
@@ -119,32 +134,39 @@ async fn measure(
 }
 
 /// `concurrency` tasks calling GetPositions back to back over `conns` connections for a warm-up
-/// (not recorded) and then `duration`.
-async fn load(addr: SocketAddr, concurrency: usize, conns: usize, duration: Duration) -> Result<Load> {
+/// (not recorded) and then `duration`; the latencies (µs) of the calls started in that window.
+async fn load(addr: SocketAddr, concurrency: usize, conns: usize, duration: Duration) -> Result<Vec<u32>> {
     let mut clients = Vec::new();
     for _ in 0..conns {
         clients.push(stack::channel(addr).await?);
     }
-    let warmup = (duration / 5).max(Duration::from_millis(100));
+    let warmup = (duration / 5).max(Duration::from_millis(50));
     let measure_from = Instant::now() + warmup;
     let until = measure_from + duration;
+    // Every answer must have the size of the first: the servers' data does not change here.
+    let expected = RawCaller::new(clients[0].clone())
+        .get_positions()
+        .await
+        .map_err(|s| Error::functional(&format!("GetPositions on {addr}"), s))?
+        .len();
     let mut tasks = JoinSet::new();
     for i in 0..concurrency {
-        let mut client = Client::new(clients[i % conns].clone());
+        let mut caller = RawCaller::new(clients[i % conns].clone());
         tasks.spawn(async move {
             let mut samples: Vec<u32> = Vec::new();
             let mut failure = None;
-            let request = pb::GetPositionsRequest::default();
             for _ in 0..MAX_CALLS_PER_TASK {
                 let start = Instant::now();
                 if start >= until {
                     break;
                 }
-                match client.get_positions(request.clone()).await {
-                    Ok(r) if start >= measure_from => {
-                        let took = start.elapsed();
-                        drop(r);
-                        samples.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                match caller.get_positions().await {
+                    Ok(r) if r.len() != expected => {
+                        failure = Some(format!("an answer of {} bytes, not {expected}", r.len()));
+                        break;
+                    }
+                    Ok(_) if start >= measure_from => {
+                        samples.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
                     }
                     Ok(_) => {}
                     Err(s) => {
@@ -165,6 +187,5 @@ async fn load(addr: SocketAddr, concurrency: usize, conns: usize, duration: Dura
         all.extend(samples);
     }
     // The last calls may end after `until`; rps counts calls started in the window over it.
-    let rps = all.len() as f64 / duration.as_secs_f64();
-    Ok(Load { rps, latency: Summary::of_micros(&mut all) })
+    Ok(all)
 }
