@@ -115,8 +115,8 @@ pub struct Memo(OnceLock<Encoded>);
 
 impl Memo {
     /// The encoding, made by `encode` if nobody has made it yet.
-    pub fn get_or_init(&self, encode: impl FnOnce() -> Encoded) -> Encoded {
-        self.0.get_or_init(encode).clone()
+    pub fn get_or_init(&self, encode: impl FnOnce() -> Encoded) -> &Encoded {
+        self.0.get_or_init(encode)
     }
 }
 

@@ -144,8 +144,14 @@ impl<T: StreamWire> Feed<T> {
                 state: &view,
             })
         };
-        let message = if self.filter.is_none() { view.opening.get_or_init(encode) } else { encode() };
-        self.sequenced(&message)
+        let own;
+        let message = if self.filter.is_none() {
+            view.opening.get_or_init(encode)
+        } else {
+            own = encode();
+            &own
+        };
+        self.sequenced(message)
     }
 
     /// Moves the view to the state `change` produced; `None` when nothing passes the filter.
@@ -156,7 +162,9 @@ impl<T: StreamWire> Feed<T> {
             // made once; while this stream catches up, it is updated in place.
             None => Arc::make_mut(&mut self.view).apply(change),
         }
-        let view = Arc::clone(&self.view);
+        // Borrowed, not cloned: every stream touching the shared state's reference count on each
+        // change would make that count a contended cache line.
+        let view = &self.view;
         let encode = |filter: &dyn Fn(&T) -> bool| {
             let items = match change.kind {
                 ChangeKind::Resync => view.rows.values().filter(|r| filter(r)).collect(),
@@ -164,9 +172,10 @@ impl<T: StreamWire> Feed<T> {
             };
             let upserts = change.upserts.iter().filter(|r| filter(r)).collect();
             let removals = change.removals.iter().filter(|r| filter(r)).collect();
-            T::encode(&Update { kind: change.kind.into(), items, upserts, removals, state: &view })
+            T::encode(&Update { kind: change.kind.into(), items, upserts, removals, state: view })
         };
         let is_delta = change.kind == ChangeKind::Delta;
+        let own;
         let message = match &self.filter {
             // Every stream without a filter sends the same message: encoded once, by the first.
             None if is_delta && change.upserts.is_empty() && change.removals.is_empty() => return None,
@@ -174,9 +183,12 @@ impl<T: StreamWire> Feed<T> {
             Some(filter) if is_delta && !change.upserts.iter().chain(&change.removals).any(filter) => {
                 return None;
             }
-            Some(filter) => encode(filter.as_ref()),
+            Some(filter) => {
+                own = encode(filter.as_ref());
+                &own
+            }
         };
-        Some(self.sequenced(&message))
+        Some(self.sequenced(message))
     }
 
     /// Lag policy: resynchronise from the current state. The RESYNC lists exactly what changed

@@ -60,7 +60,7 @@ pub(super) fn positions(snap: &Snapshot<PositionRow>, filter: &PositionFilter) -
             freshness: Some(convert::freshness(&snap.freshness)),
         })
     };
-    if filter.is_all() { snap.unary.get_or_init(encode) } else { encode() }
+    if filter.is_all() { snap.unary.get_or_init(encode).clone() } else { encode() }
 }
 
 /// GetAccountSummary's answer from `snap`.
@@ -74,5 +74,5 @@ pub(super) fn summary(snap: &Snapshot<SummaryRow>, filter: &SummaryFilter) -> En
             freshness: Some(convert::freshness(&snap.freshness)),
         })
     };
-    if filter.is_all() { snap.unary.get_or_init(encode) } else { encode() }
+    if filter.is_all() { snap.unary.get_or_init(encode).clone() } else { encode() }
 }
