@@ -4,7 +4,7 @@
 //! - [`session`]: the actor that owns the only `ibapi` client and socket.
 //! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams.
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation.
-//! - [`server`]: wiring, health, reflection, limits, shutdown.
+//! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
 //! - [`demo`]: the service against the embedded simulator.
 //! - [`runtime`]: the tokio runtime, tuned for fan-out.
 
@@ -15,6 +15,7 @@ pub mod convert;
 pub mod demo;
 pub mod grpc;
 pub mod health;
+pub mod health_check;
 pub mod hub;
 pub mod maintenance;
 pub mod metrics;

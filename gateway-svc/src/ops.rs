@@ -8,14 +8,13 @@ use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::state::State;
 
 /// The ops router.
-pub fn router(state: Arc<State>, metrics: PrometheusHandle) -> Router {
+pub fn router(state: Arc<State>) -> Router {
     Router::new()
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route("/metrics", get(|AxState(state): AxState<Arc<State>>| std::future::ready(state.metrics.render())))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)

@@ -14,9 +14,10 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigError, Settings};
 use crate::grpc::Gateway;
+use crate::health_check::HealthCheck;
 use crate::maintenance::Schedule;
 use crate::state::State;
-use crate::{auth, metrics, ops, session};
+use crate::{auth, ops, session};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,6 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let (ops_listener, ops_addr) = bind(listen.ops).await?;
     let state = State::new(&settings.upstream.address, settings.upstream.client_id);
     let tracker = TaskTracker::new();
-    let metrics_handle = metrics::handle();
 
     let maintenance = session::Maintenance {
         schedule: Schedule::new(&settings.maintenance).map_err(ConfigError)?,
@@ -79,10 +79,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     tracker.spawn(session::run(settings.upstream.clone(), maintenance, Arc::clone(&state), shutdown.clone()));
 
     // grpc.health.v1: "" is the process, the named service is the upstream session.
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
-    reporter.set_not_serving::<GatewayServiceServer<Gateway>>().await;
-    tracker.spawn(report_health(reporter, Arc::clone(&state), shutdown.clone()));
+    let health_service = HealthCheck::server(Arc::clone(&state), shutdown.clone());
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -125,7 +122,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         }
     });
 
-    let ops_app = ops::router(Arc::clone(&state), metrics_handle);
+    let ops_app = ops::router(Arc::clone(&state));
     let ops_shutdown = shutdown.clone();
     tracker.spawn(async move {
         if let Err(e) = axum::serve(ops_listener, ops_app).with_graceful_shutdown(ops_shutdown.cancelled_owned()).await
@@ -143,27 +140,6 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         tracker,
         grace: Duration::from_millis(settings.shutdown.grace_ms),
     })
-}
-
-/// Keeps grpc.health.v1 in step with the session: SERVING only while ready, and NOT_SERVING for
-/// both names the moment shutdown starts.
-async fn report_health(reporter: tonic_health::server::HealthReporter, state: Arc<State>, shutdown: CancellationToken) {
-    let mut rx = state.health.subscribe();
-    loop {
-        let ready = rx.borrow_and_update().is_ready();
-        if ready {
-            reporter.set_serving::<GatewayServiceServer<Gateway>>().await;
-        } else {
-            reporter.set_not_serving::<GatewayServiceServer<Gateway>>().await;
-        }
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            r = rx.changed() => if r.is_err() { break },
-        }
-    }
-    reporter.set_not_serving::<GatewayServiceServer<Gateway>>().await;
-    reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
 }
 
 impl Running {

@@ -22,7 +22,6 @@ use crate::config::UpstreamSettings;
 use crate::convert;
 use crate::health::SessionState;
 use crate::maintenance::Schedule;
-use crate::metrics;
 use crate::model::{AccountRow, PositionRow, Row, SummaryRow};
 use crate::state::State;
 
@@ -93,7 +92,7 @@ impl Actor {
         // An outage inside a maintenance window is expected; say so wherever health is read.
         let expected = state != SessionState::Ready && self.maintenance.schedule.active_now().is_some();
         info!(from = current.state.as_str(), to = state.as_str(), %reason, expected_outage = expected, "session state");
-        metrics::session_state(state);
+        self.state.metrics.session_state(state);
         self.state.update_health(|h| {
             h.state = state;
             h.expected_outage = expected;
@@ -113,14 +112,14 @@ impl Actor {
     }
 
     async fn run(&mut self) {
-        metrics::session_state(SessionState::Connecting);
+        self.state.metrics.session_state(SessionState::Connecting);
         loop {
             let (cause, reason, stable) = match self.attempt().await {
                 (End::Shutdown, _) => break,
                 (End::Lost { cause, reason }, stable) => (cause, reason, stable),
             };
             warn!(cause, %reason, "upstream session lost");
-            metrics::reconnect(cause);
+            self.state.metrics.reconnect(cause);
             self.state.mark_all_stale(&reason);
             if stable {
                 self.backoff.reset();
@@ -173,7 +172,7 @@ impl Actor {
             }
             Ok(Err(ibapi::Error::ClientIdInUse { client_id })) => {
                 self.consecutive_conflicts += 1;
-                metrics::client_id_conflict();
+                self.state.metrics.client_id_conflict();
                 self.state.update_health(|h| h.client_id_conflicts += 1);
                 return (lost("client_id_in_use", format!("client id {client_id} in use (326)")), false);
             }
@@ -196,7 +195,7 @@ impl Actor {
     async fn session(&mut self, client: &Arc<Client>, mut notices: NoticeStream) -> End {
         // A new session is a new generation of data: everything it publishes carries this epoch.
         self.epoch += 1;
-        metrics::epoch(self.epoch);
+        self.state.metrics.epoch(self.epoch);
         let epoch = self.epoch;
         self.state.update_health(|h| {
             h.server_version = client.server_version();
@@ -370,7 +369,7 @@ impl Actor {
                     }
                 }
                 Some(Ok(SubscriptionItem::Data(PositionUpdate::PositionEnd))) => {}
-                Some(Ok(SubscriptionItem::Notice(n))) => lagged |= upstream_lag(&n, "positions"),
+                Some(Ok(SubscriptionItem::Notice(n))) => lagged |= upstream_lag(&n, "positions", &self.state.metrics),
                 Some(Err(e)) => return Err(lost("connection_lost", format!("positions stream ended: {e}"))),
                 None => return Err(lost("connection_lost", "positions stream closed")),
             }
@@ -379,7 +378,7 @@ impl Actor {
                 next = sub.next().now_or_never();
             }
         }
-        metrics::upstream_updates("positions", upserts.len() + removals.len());
+        self.state.metrics.upstream_updates("positions", upserts.len() + removals.len());
         // A later update in the same batch wins; a removal after an upsert wins too.
         let removed: BTreeSet<_> = removals.iter().cloned().collect();
         let mut latest: BTreeMap<_, PositionRow> = BTreeMap::new();
@@ -407,7 +406,9 @@ impl Actor {
                     upserts.insert(row.key(), row);
                 }
                 Some(Ok(SubscriptionItem::Data(AccountSummaryResult::End))) => {}
-                Some(Ok(SubscriptionItem::Notice(n))) => lagged |= upstream_lag(&n, "account_summary"),
+                Some(Ok(SubscriptionItem::Notice(n))) => {
+                    lagged |= upstream_lag(&n, "account_summary", &self.state.metrics)
+                }
                 Some(Err(e)) => return Err(lost("connection_lost", format!("account summary stream ended: {e}"))),
                 None => return Err(lost("connection_lost", "account summary stream closed")),
             }
@@ -416,7 +417,7 @@ impl Actor {
                 next = sub.next().now_or_never();
             }
         }
-        metrics::upstream_updates("account_summary", upserts.len());
+        self.state.metrics.upstream_updates("account_summary", upserts.len());
         self.state.summary.apply(upserts.into_values().collect(), Vec::new());
         Ok(Lagged::from(lagged))
     }
@@ -425,20 +426,20 @@ impl Actor {
         let code = notice.code;
         match code {
             1100 | 2110 => {
-                metrics::upstream_notice("link");
+                self.state.metrics.upstream_notice("link");
                 warn!(code, message = %notice.message, "IB link lost");
                 *link_lost = true;
                 self.state.mark_all_stale(&format!("IB link lost ({code})"));
                 NoticeAction::None
             }
             1101 => {
-                metrics::upstream_notice("link");
+                self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data lost: resubscribing");
                 *link_lost = false;
                 NoticeAction::Resubscribe { positions: true, summary: true }
             }
             1102 => {
-                metrics::upstream_notice("link");
+                self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data maintained: refreshing account summary");
                 *link_lost = false;
                 self.state.accounts.set_freshness(crate::model::Freshness::Live);
@@ -446,23 +447,23 @@ impl Actor {
                 NoticeAction::Resubscribe { positions: false, summary: true }
             }
             1300 => {
-                metrics::upstream_notice("link");
+                self.state.metrics.upstream_notice("link");
                 NoticeAction::Teardown(lost("port_reset", "gateway reset its API port (1300)"))
             }
             2103 | 2105 | 2157 => {
-                metrics::upstream_notice("farm");
+                self.state.metrics.upstream_notice("farm");
                 warn!(code, message = %notice.message, "data farm broken");
                 farms_down.insert(code);
                 NoticeAction::None
             }
             2104 | 2106 | 2158 => {
-                metrics::upstream_notice("farm");
+                self.state.metrics.upstream_notice("farm");
                 // Each OK clears its broken twin (2104↔2103, 2106↔2105, 2158↔2157).
                 farms_down.remove(&(code - 1));
                 NoticeAction::None
             }
             _ => {
-                metrics::upstream_notice("other");
+                self.state.metrics.upstream_notice("other");
                 debug!(code, message = %notice.message, "notice");
                 NoticeAction::None
             }
@@ -474,16 +475,18 @@ impl Actor {
         match timeout(self.cfg.probe_timeout(), client.server_time()).await {
             Ok(Ok(_)) => {
                 let rtt = started.elapsed();
-                metrics::probe_rtt(rtt.as_secs_f64());
+                self.state.metrics.probe_rtt(rtt.as_secs_f64());
                 self.state.update_health(|h| h.last_probe_rtt_ms = rtt.as_secs_f64() * 1000.0);
                 debug!(rtt_ms = rtt.as_millis() as u64, "liveness probe answered");
                 Ok(())
             }
-            Ok(Err(e)) => Err(lost("probe_failed", format!("liveness probe failed: {e}"))),
-            Err(_) => Err(lost(
+            // The crate's one-shot timeout equals ours, so either may fire first: both mean the
+            // gateway did not answer, which is the half-open case.
+            Ok(Err(ibapi::Error::Timeout)) | Err(_) => Err(lost(
                 "probe_timeout",
                 format!("liveness probe unanswered for {} ms (half-open link)", self.cfg.probe_timeout_ms),
             )),
+            Ok(Err(e)) => Err(lost("probe_failed", format!("liveness probe failed: {e}"))),
         }
     }
 }
@@ -504,10 +507,10 @@ impl From<bool> for Lagged {
 /// A notice on a data subscription. The crate reports frames it had to drop for a slow reader
 /// as `SUBSCRIPTION_LAG_CODE`: the rows they carried are unknown, so the kind must be
 /// resubscribed and reconciled, never carried on with as if nothing happened.
-fn upstream_lag(n: &Notice, kind: &'static str) -> bool {
+fn upstream_lag(n: &Notice, kind: &'static str, metrics: &crate::metrics::Metrics) -> bool {
     if n.code == ibapi::SUBSCRIPTION_LAG_CODE {
         warn!(kind, message = %n.message, "upstream subscription lagged; resubscribing to reconcile");
-        metrics::upstream_lag(kind);
+        metrics.upstream_lag(kind);
         true
     } else {
         debug!(kind, code = n.code, message = %n.message, "subscription notice");

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::health::Health;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::model::{AccountRow, PositionRow, SummaryRow};
 
 /// Shared state. Cheap to clone behind an `Arc`.
@@ -21,6 +22,8 @@ pub struct State {
     pub summary: Hub<SummaryRow>,
     /// Session health.
     pub health: watch::Sender<Arc<Health>>,
+    /// This service's metrics (its own registry, never the process-global one).
+    pub metrics: Metrics,
     subscribers: AtomicUsize,
 }
 
@@ -33,6 +36,7 @@ impl State {
             positions: Hub::new(&reason),
             summary: Hub::new(&reason),
             health: watch::channel(Arc::new(Health::starting(upstream, client_id))).0,
+            metrics: Metrics::new(),
             subscribers: AtomicUsize::new(0),
         })
     }
@@ -68,7 +72,7 @@ impl State {
             }
             match self.subscribers.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
-                    crate::metrics::subscribers(cur + 1);
+                    self.metrics.subscribers(cur + 1);
                     return Some(SubscriberSlot { state: Arc::clone(self) });
                 }
                 Err(actual) => cur = actual,
@@ -83,9 +87,16 @@ pub struct SubscriberSlot {
     state: Arc<State>,
 }
 
+impl SubscriberSlot {
+    /// The metrics of the service this slot belongs to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+}
+
 impl Drop for SubscriberSlot {
     fn drop(&mut self) {
         let now = self.state.subscribers.fetch_sub(1, Ordering::AcqRel) - 1;
-        crate::metrics::subscribers(now);
+        self.state.metrics.subscribers(now);
     }
 }

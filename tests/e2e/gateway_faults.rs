@@ -168,6 +168,8 @@ async fn sigterm_on_the_real_binary_with_streams_open() {
         .env("IBGW__GRPC__LISTEN", "127.0.0.1:0")
         .env("IBGW__OPS__LISTEN", "127.0.0.1:0")
         .env("IBGW__LOG__FORMAT", "json")
+        // A long grace: a stream that held shutdown open would show as a late exit.
+        .env("IBGW__SHUTDOWN__GRACE_MS", "60000")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -187,6 +189,15 @@ async fn sigterm_on_the_real_binary_with_streams_open() {
     .await;
     let mut stream = client.watch_positions(pb::WatchPositionsRequest::default()).await.unwrap().into_inner();
     stream.message().await.unwrap().unwrap();
+    // grpc client-side health checking and most monitors keep a grpc.health.v1 Watch open.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest { service: gateway_proto::SERVICE_NAME.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let serving = health.message().await.unwrap().unwrap();
+    assert_eq!(serving.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
@@ -199,9 +210,15 @@ async fn sigterm_on_the_real_binary_with_streams_open() {
     };
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "shutting down");
-    let exit =
-        tokio::time::timeout(Duration::from_secs(6), child.wait()).await.expect("exits within the grace").unwrap();
+    let exit = tokio::time::timeout(crate::support::patience(Duration::from_secs(6)), child.wait())
+        .await
+        .expect("exits promptly, not at the end of the grace")
+        .unwrap();
     assert!(exit.success(), "exit 0 on SIGTERM: {exit:?}");
+    let last = health.message().await.expect("the health watch ends cleanly");
+    let last = last.expect("a last status before the end");
+    assert_eq!(last.status(), tonic_health::pb::health_check_response::ServingStatus::NotServing);
+    assert!(health.message().await.unwrap().is_none(), "the health watch ended");
     let stats = eventually("the upstream socket closed", WITHIN, || async {
         let s = sim.stats();
         (s.open_now == 0 && s.closed_total == 1).then_some(s)

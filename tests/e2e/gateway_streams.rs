@@ -204,9 +204,14 @@ async fn half_open_silence_is_detected_by_the_probe() {
     stack.sim().inject(Fault::Silence).unwrap();
     let stale = next(&mut s).await;
     assert_eq!(freshness(&stale), pb::FreshnessState::Stale);
-    assert!(stale.freshness.as_ref().unwrap().reason.contains("probe"), "{stale:?}");
+    // The documented cause and reason, exactly: a silent link is the half-open case.
+    let reason = &stale.freshness.as_ref().unwrap().reason;
+    assert_eq!(reason, "liveness probe unanswered for 700 ms (half-open link)", "{stale:?}");
     let h = stack.wait_ready().await;
     assert_eq!(h.session_epoch, 2);
+    let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
+    assert!(metrics.contains("gateway_reconnects_total{cause=\"probe_timeout\"} 1"), "{metrics}");
+    assert!(metrics.contains("gateway_reconnects_total{cause=\"probe_failed\"} 0"), "{metrics}");
     let stats = stack.sim().stats();
     let silent = stats.closed.iter().find(|c| c.conn == 1).expect("the silent socket was closed");
     assert_eq!(silent.closed_by, ib_sim::Closer::Client, "we closed the half-open socket ourselves");

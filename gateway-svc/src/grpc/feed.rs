@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::hub::{Change, ChangeKind, Hub, Snapshot};
-use crate::metrics;
 use crate::model::Row;
 use crate::state::SubscriberSlot;
 
@@ -94,7 +93,7 @@ pub(super) fn stream<T: StreamWire>(
         opened: false,
         shutdown,
         done: false,
-        _slot: slot,
+        slot,
     };
     Box::pin(futures_util::stream::unfold(feed, |mut feed| async move {
         let item = feed.next().await?;
@@ -114,7 +113,7 @@ struct Feed<T: Row> {
     shutdown: CancellationToken,
     done: bool,
     /// Held for the stream's lifetime; frees the subscriber slot on drop.
-    _slot: SubscriberSlot,
+    slot: SubscriberSlot,
 }
 
 impl<T: StreamWire> Feed<T> {
@@ -194,7 +193,7 @@ impl<T: StreamWire> Feed<T> {
     /// Lag policy: resynchronise from the current state. The RESYNC lists exactly what changed
     /// since this subscriber's last message.
     fn resync(&mut self) -> Encoded {
-        metrics::stream_resync(self.kind_label);
+        self.slot.metrics().stream_resync(self.kind_label);
         let cur = (self.current)();
         let old = std::mem::replace(&mut self.view, Arc::clone(&cur));
         let upserts = cur.rows.values().filter(|r| self.passes(r) && old.rows.get(&r.key()) != Some(*r)).collect();

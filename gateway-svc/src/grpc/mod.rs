@@ -21,7 +21,6 @@ pub use status::ApiError;
 
 use crate::convert;
 use crate::hub::Snapshot;
-use crate::metrics;
 use crate::model::Row;
 use crate::state::State;
 
@@ -64,17 +63,19 @@ impl Gateway {
     }
 }
 
-/// Records the outcome of an RPC and converts errors in one place.
-fn finish<T>(method: &'static str, r: Result<T, ApiError>) -> Result<Response<T>, Status> {
-    match r {
-        Ok(v) => {
-            metrics::rpc(method, tonic::Code::Ok);
-            Ok(Response::new(v))
-        }
-        Err(e) => {
-            let status = Status::from(e);
-            metrics::rpc(method, status.code());
-            Err(status)
+impl Gateway {
+    /// Records the outcome of an RPC and converts errors in one place.
+    fn finish<T>(&self, method: &'static str, r: Result<T, ApiError>) -> Result<Response<T>, Status> {
+        match r {
+            Ok(v) => {
+                self.state.metrics.rpc(method, tonic::Code::Ok);
+                Ok(Response::new(v))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                self.state.metrics.rpc(method, status.code());
+                Err(status)
+            }
         }
     }
 }
@@ -97,7 +98,7 @@ impl GatewayService for Gateway {
             as_of: Some(convert::timestamp(snap.as_of)),
             freshness: Some(convert::freshness(&snap.freshness)),
         });
-        finish("ListAccounts", r)
+        self.finish("ListAccounts", r)
     }
 
     async fn get_positions(&self, request: Request<pb::GetPositionsRequest>) -> Result<Response<Encoded>, Status> {
@@ -109,7 +110,7 @@ impl GatewayService for Gateway {
             self.ensure_synced(&snap)?;
             Ok(wire::positions(&snap, &filter))
         })();
-        finish("GetPositions", r)
+        self.finish("GetPositions", r)
     }
 
     async fn watch_positions(
@@ -137,7 +138,7 @@ impl GatewayService for Gateway {
                 slot,
             ))
         })();
-        finish("WatchPositions", r)
+        self.finish("WatchPositions", r)
     }
 
     async fn get_account_summary(
@@ -152,7 +153,7 @@ impl GatewayService for Gateway {
             self.ensure_synced(&snap)?;
             Ok(wire::summary(&snap, &filter))
         })();
-        finish("GetAccountSummary", r)
+        self.finish("GetAccountSummary", r)
     }
 
     async fn watch_account_summary(
@@ -178,7 +179,7 @@ impl GatewayService for Gateway {
                 slot,
             ))
         })();
-        finish("WatchAccountSummary", r)
+        self.finish("WatchAccountSummary", r)
     }
 
     async fn get_health(
@@ -186,7 +187,7 @@ impl GatewayService for Gateway {
         _request: Request<pb::GetHealthRequest>,
     ) -> Result<Response<pb::GetHealthResponse>, Status> {
         let health = convert::health(&self.state.health(), self.state.subscribers());
-        finish("GetHealth", Ok(pb::GetHealthResponse { health: Some(health) }))
+        self.finish("GetHealth", Ok(pb::GetHealthResponse { health: Some(health) }))
     }
 
     async fn watch_health(
@@ -211,6 +212,6 @@ impl GatewayService for Gateway {
             let stream = futures_util::StreamExt::take_until(stream, shutdown.cancelled_owned()).chain(end);
             Box::pin(stream) as WireStream<pb::WatchHealthResponse>
         });
-        finish("WatchHealth", r)
+        self.finish("WatchHealth", r)
     }
 }
