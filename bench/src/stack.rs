@@ -42,7 +42,7 @@ impl InProcess {
         let addrs = DemoAddrs { sim_api: any_port(), sim_control: any_port() };
         let demo = Demo::start(settings, addrs, ib_sim::Scenario::default(), CancellationToken::new())
             .await
-            .map_err(|e| Error::setup("gateway-svc demo (in-process)", e))?;
+            .map_err(|e| Error::setup("gateway-svc demo (in-process)", gateway_proto::client::source_chain(&e)))?;
         let stack = InProcess { demo };
         wait_ready(&mut connect(stack.grpc()).await?, READY_TIMEOUT).await?;
         Ok(stack)

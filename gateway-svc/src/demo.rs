@@ -31,7 +31,7 @@ pub struct Demo {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The simulator failed.
-    #[error("simulator: {0}")]
+    #[error("simulator")]
     Sim(#[from] ib_sim::SimError),
     /// The service failed.
     #[error(transparent)]

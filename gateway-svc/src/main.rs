@@ -116,7 +116,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gateway-svc: {e:#}");
+            eprintln!("gateway-svc: {}", gateway_proto::client::source_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -151,7 +151,7 @@ async fn health(addr: &str, service: &str, timeout_ms: u64) -> anyhow::Result<Ex
             Ok(if serving { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Err(e) => {
-            println!("UNREACHABLE: {e}");
+            println!("UNREACHABLE: {}", gateway_proto::client::source_chain(&e));
             Ok(ExitCode::from(2))
         }
     }

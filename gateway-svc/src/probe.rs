@@ -14,7 +14,7 @@ pub enum ProbeError {
     #[error("bad address {0}")]
     Address(String),
     /// No connection.
-    #[error("cannot reach {addr}: {source}")]
+    #[error("cannot reach {addr}")]
     Connect {
         /// Address.
         addr: String,
@@ -22,7 +22,7 @@ pub enum ProbeError {
         source: tonic::transport::Error,
     },
     /// The call failed.
-    #[error("health check failed: {0}")]
+    #[error("health check failed")]
     Call(#[from] tonic::Status),
 }
 

@@ -15,7 +15,7 @@ use crate::scenario::{AccountValue, Position};
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// Could not talk to the control port.
-    #[error("control API unreachable: {0}")]
+    #[error("control API unreachable")]
     Io(#[from] std::io::Error),
     /// The simulator answered with an error status.
     #[error("control API answered {status}: {body}")]

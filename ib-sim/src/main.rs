@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let scenario = match cli.scenario.as_deref().map(Scenario::from_file).transpose() {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
-            eprintln!("ib-sim: {e}");
+            eprintln!("ib-sim: {:#}", anyhow::Error::from(e));
             return ExitCode::from(64);
         }
     };

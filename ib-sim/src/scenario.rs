@@ -188,7 +188,7 @@ pub struct ScheduledFault {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("cannot read scenario {path}: {source}")]
+    #[error("cannot read scenario {path}")]
     Read {
         /// Path given.
         path: String,
@@ -196,7 +196,7 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// The TOML does not match the format.
-    #[error("invalid scenario: {0}")]
+    #[error("invalid scenario")]
     Parse(#[from] toml::de::Error),
     /// The content is inconsistent.
     #[error("invalid scenario: {0}")]

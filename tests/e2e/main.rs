@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli_errors;
 mod gateway_bad_input;
 mod gateway_faults;
 mod gateway_rpc;

@@ -59,7 +59,9 @@ struct Direct {
 
 /// One direct client on its own simulator receiving the whole burst.
 async fn baseline(count: u32, rounds: u32) -> Result<Direct> {
-    let sim = Sim::start(SimConfig::ephemeral()).await.map_err(|e| Error::setup("baseline simulator", e))?;
+    let sim = Sim::start(SimConfig::ephemeral())
+        .await
+        .map_err(|e| Error::setup("baseline simulator", gateway_proto::client::source_chain(&e)))?;
     let result = async {
         let control =
             ControlClient::new(sim.control_addr().ok_or_else(|| Error::Setup("baseline simulator control".into()))?);
