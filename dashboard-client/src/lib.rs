@@ -5,7 +5,9 @@
 //! - [`model`]: what the page shows, kept current from the streams.
 //! - [`feed`]: the three stream tasks with reconnect and backoff.
 //! - [`web`]: the page, `/events` (SSE) and `/api/state`.
+//! - [`logging`]: stderr log lines, coloured only on a terminal without `NO_COLOR`.
 
 pub mod feed;
+pub mod logging;
 pub mod model;
 pub mod web;
