@@ -5,9 +5,11 @@
 //! - [`model`]: what the page shows, kept current from the streams.
 //! - [`feed`]: the three stream tasks with reconnect and backoff.
 //! - [`web`]: the page, `/events` (SSE) and `/api/state`.
+//! - [`guard`]: own names only (DNS rebinding), the optional token, security headers.
 //! - [`logging`]: stderr log lines, coloured only on a terminal without `NO_COLOR`.
 
 pub mod feed;
+pub mod guard;
 pub mod logging;
 pub mod model;
 pub mod web;

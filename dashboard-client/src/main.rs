@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
+use dashboard_client::guard::{self, Guard, HostName, Token};
 use dashboard_client::model::{Dashboard, GatewayLink};
 use dashboard_client::{feed, logging, web};
 use tokio::sync::watch;
@@ -14,7 +16,12 @@ use tokio_util::task::TaskTracker;
 /// A live web dashboard of accounts, positions, summary and session health from gateway-svc.
 ///
 /// The first stdout line is a JSON object with the bound address, e.g. {"listen":"127.0.0.1:8080"}.
-#[derive(Debug, Parser)]
+///
+/// The page answers only to its own names (the listen address, localhost, 127.0.0.1 and [::1] on
+/// the listen port, plus --allowed-host). A non-loopback --listen needs --web-token: open
+/// http://HOST:PORT/?token=TOKEN once (a cookie keeps it), or send Authorization: Bearer TOKEN.
+// No `Debug`: it would print the tokens.
+#[derive(Parser)]
 #[command(version, about, long_about)]
 struct Args {
     /// gateway-svc gRPC address.
@@ -26,11 +33,50 @@ struct Args {
     /// Bearer token, when gateway-svc requires one.
     #[arg(long, env = "IBGW_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Token browsers and scripts must present to see the dashboard; required when --listen is
+    /// not loopback. At least 16 characters of A-Z a-z 0-9 - . _ ~ (e.g. openssl rand -hex 32).
+    #[arg(long, env = "IBGW_DASHBOARD_TOKEN", hide_env_values = true)]
+    web_token: Option<String>,
+    /// Serve a non-loopback --listen without --web-token (only when something else restricts
+    /// who can reach it).
+    #[arg(
+        long,
+        env = "IBGW_DASHBOARD_ALLOW_UNAUTHENTICATED_NON_LOOPBACK",
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
+    allow_unauthenticated_non_loopback: bool,
+    /// Another name the page answers to (the Host a browser sends), e.g. dash.example.com (any
+    /// port) or dash.example.com:8443. Repeatable; comma-separated in the environment variable.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST[:PORT]",
+        env = "IBGW_DASHBOARD_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<HostName>,
+}
+
+/// Exit status for an unusable configuration (EX_USAGE), as gateway-svc uses.
+const EXIT_CONFIG: i32 = 64;
+
+/// One line on stderr, then exit.
+fn refuse(message: &str) -> ! {
+    eprintln!("dashboard-client: {message}");
+    std::process::exit(EXIT_CONFIG);
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // An empty variable (e.g. an unset compose substitution) means no token: fail closed below.
+    let web_token = match args.web_token.filter(|t| !t.is_empty()).map(Token::new).transpose() {
+        Ok(t) => t,
+        Err(e) => refuse(&e),
+    };
+    if let Err(e) = guard::check_bind(args.listen, web_token.is_some(), args.allow_unauthenticated_non_loopback) {
+        refuse(&e);
+    }
     logging::init();
     let client = gateway_proto::client::connect_lazy(&args.gateway, args.token.as_deref(), Duration::from_secs(3))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -38,6 +84,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
+    if !guard::is_loopback(local.ip()) && web_token.is_none() {
+        tracing::warn!(listen = %local, "dashboard bound to a non-loopback address WITHOUT a token (--allow-unauthenticated-non-loopback)");
+    }
+    let guard = Guard::new(local, &args.allowed_hosts, web_token);
     let initial = Dashboard {
         gateway: GatewayLink { url: args.gateway.clone(), ..GatewayLink::default() },
         ..Dashboard::default()
@@ -47,8 +97,8 @@ async fn main() -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     feed::spawn(client, model, &tracker, shutdown.clone());
     println!("{}", serde_json::json!({ "listen": local.to_string() }));
-    tracing::info!(listen = %local, gateway = %args.gateway, "dashboard serving");
-    let app = web::router(rx, shutdown.clone());
+    tracing::info!(listen = %local, gateway = %args.gateway, token_required = guard.has_token(), "dashboard serving");
+    let app = web::router(rx, shutdown.clone(), guard);
     let serve_shutdown = shutdown.clone();
     tracker.spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(serve_shutdown.cancelled_owned()).await {
