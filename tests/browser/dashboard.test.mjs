@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { request as httpRequest } from "node:http";
+import * as support from "./support.mjs";
 import { ROOT, control, eventually, start, startDemo, stop } from "./support.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -85,4 +87,100 @@ test("the dashboard says gateway-svc is unreachable when it is", async () => {
   await page.waitForFunction(() => document.querySelector("#positions-freshness").textContent === "LIVE", null, { timeout: 15000 });
   assert.equal(await page.locator("#gateway-link").textContent(), "reachable");
   assert.equal(await qty("DU1234567:272093").textContent(), "40", "fresh data from the new session");
+});
+
+// --- Dashboard security: own names only, the token, the Content-Security-Policy -------------
+
+/** A GET with raw headers (fetch cannot set Host); resolves with { status, headers }. */
+function rawGet(addr, path, headers) {
+  const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), addr.slice(addr.lastIndexOf(":") + 1)];
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host, port, path, headers }, (res) => {
+      res.destroy(); // the event stream never ends; the status is all we need
+      resolve({ status: res.statusCode, headers: res.headers });
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("the page renders data under a strict CSP, with no violations", async () => {
+  const p = await browser.newPage();
+  const messages = [];
+  p.on("console", (m) => messages.push(`${m.type()}: ${m.text()}`));
+  p.on("pageerror", (e) => messages.push(`pageerror: ${e.message}`));
+  await p.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  try {
+    const res = await p.goto(`http://${dash.info.listen}/`);
+    const csp = res.headers()["content-security-policy"];
+    assert.match(csp, /default-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:/);
+    assert.equal(res.headers()["x-content-type-options"], "nosniff");
+    assert.equal(res.headers()["referrer-policy"], "no-referrer");
+    await support.eventually("the page to render live data", 10000, () => p.evaluate(() =>
+      document.querySelectorAll("#positions tbody tr").length >= 6 &&
+      document.querySelector("#positions-freshness").textContent === "LIVE" &&
+      /NetLiquidation/.test(document.querySelector("#summary tbody").textContent)));
+    assert.deepEqual(await p.evaluate(() => window.__violations), [], "no CSP violations");
+    assert.deepEqual(messages.filter((l) => /Content Security Policy|^error|^pageerror/.test(l)), [], messages.join("\n"));
+    // The check above can see a violation: an injected inline script is blocked and reported.
+    const ran = await p.evaluate(() => {
+      const s = document.createElement("script");
+      s.textContent = "window.__inlineRan = true";
+      document.body.appendChild(s);
+      return window.__inlineRan === true;
+    });
+    assert.equal(ran, false, "inline script is blocked");
+    await support.eventually("the blocked inline script to be reported", 5000, () => p.evaluate(() =>
+      window.__violations.some((v) => v.startsWith("script-src"))));
+  } finally {
+    await p.close();
+  }
+});
+
+test("a foreign Host or Origin gets 403 on the page, the event stream and the assets", async () => {
+  const addr = dash.info.listen;
+  const port = addr.slice(addr.lastIndexOf(":") + 1);
+  for (const path of ["/", "/events", "/app.js", "/app.css", "/api/state"]) {
+    const foreign = await rawGet(addr, path, { host: `evil.example:${port}` });
+    assert.equal(foreign.status, 403, `${path} with a foreign Host`);
+    assert.match(foreign.headers["content-security-policy"], /default-src 'self'/, "headers on refusals too");
+    const origin = await rawGet(addr, path, { host: addr, origin: `http://evil.example:${port}` });
+    assert.equal(origin.status, 403, `${path} with a foreign Origin`);
+    for (const host of [addr, `localhost:${port}`]) {
+      assert.equal((await rawGet(addr, path, { host })).status, 200, `${path} as ${host}`);
+    }
+  }
+});
+
+test("with a token, a browser gets in with ?token= once and stays in by cookie", async () => {
+  const token = "browser-test-token-" + Math.random().toString(36).slice(2);
+  const guarded = await support.start("dashboard-client", [
+    "--gateway", `http://${demo.info.grpc}`, "--listen", "127.0.0.1:0", "--web-token", token,
+  ]);
+  const context = await browser.newContext();
+  try {
+    const p = await context.newPage();
+    const base = `http://${guarded.info.listen}`;
+    assert.equal((await p.goto(`${base}/`)).status(), 401, "no token, no page");
+    assert.equal((await p.goto(`${base}/?token=not-the-token-at-all`)).status(), 401);
+    const res = await p.goto(`${base}/?token=${token}`);
+    assert.equal(res.status(), 200);
+    assert.equal(p.url(), `${base}/`, "the token leaves the address bar");
+    const cookies = await context.cookies();
+    assert.ok(cookies.some((c) => c.httpOnly && c.sameSite === "Strict"), JSON.stringify(cookies.map((c) => c.name)));
+    await support.eventually("the guarded page to render live data over its event stream", 10000, () => p.evaluate(() =>
+      document.querySelectorAll("#positions tbody tr").length >= 6 &&
+      document.querySelector("#positions-freshness").textContent === "LIVE"));
+    assert.equal((await p.reload()).status(), 200, "the cookie keeps the browser in");
+    assert.equal((await rawGet(guarded.info.listen, "/api/state", { host: guarded.info.listen, authorization: `Bearer ${token}` })).status, 200);
+  } finally {
+    await context.close();
+    assert.equal(await support.stop(guarded.proc), 0);
+  }
+  assert.ok(!guarded.stderr().includes(token), "the token is never logged");
 });
