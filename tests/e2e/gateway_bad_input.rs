@@ -33,6 +33,64 @@ async fn oversized_and_overlong_requests() {
     stack.stop_and_check().await;
 }
 
+/// The message of a refused call, which must be INVALID_ARGUMENT.
+fn refused<T>(r: Result<T, tonic::Status>) -> String {
+    match r {
+        Ok(_) => panic!("accepted, expected INVALID_ARGUMENT"),
+        Err(s) => {
+            assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+            s.message().to_owned()
+        }
+    }
+}
+
+/// Each filter field has its own character set, and its INVALID_ARGUMENT message quotes that
+/// set (docs/BAD_INPUT.md lists them): a refused value is never told it is inside the set.
+#[tokio::test]
+async fn each_filter_field_quotes_its_own_character_set() {
+    let stack = start_stack().await;
+    let mut c = stack.client.clone();
+    let positions = |accounts: &[&str], symbols: &[&str]| pb::GetPositionsRequest {
+        accounts: accounts.iter().map(|s| s.to_string()).collect(),
+        symbols: symbols.iter().map(|s| s.to_string()).collect(),
+    };
+    let summary = |tags: &[&str]| pb::GetAccountSummaryRequest {
+        accounts: vec![],
+        tags: tags.iter().map(|s| s.to_string()).collect(),
+    };
+
+    // `:` is allowed in tags (`$LEDGER:ALL`), not in symbols.
+    assert_eq!(
+        refused(c.get_positions(positions(&[], &["BRK:B"])).await),
+        r#"symbol "BRK:B" has characters outside [A-Za-z0-9 ._/-]"#
+    );
+    let watch = pb::WatchPositionsRequest { accounts: vec![], symbols: vec!["BRK:B".into()] };
+    assert_eq!(refused(c.watch_positions(watch).await), r#"symbol "BRK:B" has characters outside [A-Za-z0-9 ._/-]"#);
+    // A space is allowed in symbols (`BRK B`), not in account ids.
+    assert_eq!(
+        refused(c.get_positions(positions(&["DU 1234567"], &[])).await),
+        r#"account "DU 1234567" has characters outside [A-Za-z0-9._-]"#
+    );
+    assert_eq!(
+        refused(c.get_account_summary(summary(&["Net Liquidation"])).await),
+        r#"tag "Net Liquidation" has characters outside [A-Za-z0-9._:$-]"#
+    );
+    assert_eq!(refused(c.get_positions(positions(&[], &[""])).await), "empty symbol in filter");
+    let many = pb::GetPositionsRequest { accounts: vec![], symbols: vec!["AAPL".into(); 1_001] };
+    assert_eq!(refused(c.get_positions(many).await), "at most 1000 symbols per request, got 1001");
+    assert_eq!(
+        refused(c.get_account_summary(summary(&[&"X".repeat(65)])).await),
+        format!("tag {:?}… is longer than 64 bytes", "X".repeat(64))
+    );
+
+    // What each set allows is answered, not refused.
+    let ok = c.get_positions(positions(&[], &["BRK B", "BRK.B", "EUR.USD"])).await.expect("symbols in the set");
+    assert!(ok.into_inner().positions.is_empty(), "nobody holds them in the simulator");
+    c.get_account_summary(summary(&["$LEDGER:ALL", "NetLiquidation"])).await.expect("tags in the set");
+    still_serving(&stack).await;
+    stack.stop_and_check().await;
+}
+
 #[tokio::test]
 async fn one_millisecond_deadlines() {
     let stack = start_stack().await;

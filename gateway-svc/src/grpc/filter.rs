@@ -8,7 +8,34 @@ use crate::model::{PositionRow, SummaryRow};
 const MAX_ITEMS: usize = 1_000;
 const MAX_LEN: usize = 64;
 
-fn validate(kind: &str, values: &[String], allowed: impl Fn(char) -> bool) -> Result<BTreeSet<String>, ApiError> {
+/// The characters one filter field accepts: ASCII letters and digits plus `extra`. Each field's
+/// error message quotes its own set, so a refused value is never told it is inside the set.
+#[derive(Debug, Clone, Copy)]
+struct Charset {
+    /// Punctuation allowed besides letters and digits, `-` last (so that `shown` reads as a regex
+    /// character class).
+    extra: &'static str,
+}
+
+impl Charset {
+    fn allows(self, c: char) -> bool {
+        c.is_ascii_alphanumeric() || self.extra.contains(c)
+    }
+
+    /// The set as error messages and docs/BAD_INPUT.md show it, e.g. `[A-Za-z0-9._-]`.
+    fn shown(self) -> String {
+        format!("[A-Za-z0-9{}]", self.extra)
+    }
+}
+
+/// Account ids, e.g. `DU1234567`.
+const ACCOUNT: Charset = Charset { extra: "._-" };
+/// Symbols, e.g. `AAPL`, `BRK B`, `EUR.USD`.
+const SYMBOL: Charset = Charset { extra: " ._/-" };
+/// Account summary tags, e.g. `NetLiquidation`, `$LEDGER:ALL`.
+const TAG: Charset = Charset { extra: "._:$-" };
+
+fn validate(kind: &str, values: &[String], charset: Charset) -> Result<BTreeSet<String>, ApiError> {
     if values.len() > MAX_ITEMS {
         return Err(ApiError::InvalidArgument(format!(
             "at most {MAX_ITEMS} {kind}s per request, got {}",
@@ -23,25 +50,13 @@ fn validate(kind: &str, values: &[String], allowed: impl Fn(char) -> bool) -> Re
                 Err(ApiError::InvalidArgument(format!("empty {kind} in filter")))
             } else if v.len() > MAX_LEN {
                 Err(ApiError::InvalidArgument(format!("{kind} {shown:?}… is longer than {MAX_LEN} bytes")))
-            } else if !v.chars().all(&allowed) {
-                Err(ApiError::InvalidArgument(format!("{kind} {shown:?} has characters outside [A-Za-z0-9 ._:$/-]")))
+            } else if !v.chars().all(|c| charset.allows(c)) {
+                Err(ApiError::InvalidArgument(format!("{kind} {shown:?} has characters outside {}", charset.shown())))
             } else {
                 Ok(v.clone())
             }
         })
         .collect()
-}
-
-fn account_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-}
-
-fn symbol_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-' | '/')
-}
-
-fn tag_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '$' | '.')
 }
 
 /// Which positions a caller wants.
@@ -55,8 +70,8 @@ pub struct PositionFilter {
 impl PositionFilter {
     /// Validates a request's filter. Symbols are matched case-insensitively (IB's are upper case).
     pub fn new(accounts: &[String], symbols: &[String]) -> Result<Self, ApiError> {
-        let accounts = validate("account", accounts, account_char)?;
-        let symbols = validate("symbol", symbols, symbol_char)?.into_iter().map(|s| s.to_ascii_uppercase()).collect();
+        let accounts = validate("account", accounts, ACCOUNT)?;
+        let symbols = validate("symbol", symbols, SYMBOL)?.into_iter().map(|s| s.to_ascii_uppercase()).collect();
         Ok(Self { accounts, symbols })
     }
 
@@ -83,7 +98,7 @@ pub struct SummaryFilter {
 impl SummaryFilter {
     /// Validates a request's filter.
     pub fn new(accounts: &[String], tags: &[String]) -> Result<Self, ApiError> {
-        Ok(Self { accounts: validate("account", accounts, account_char)?, tags: validate("tag", tags, tag_char)? })
+        Ok(Self { accounts: validate("account", accounts, ACCOUNT)?, tags: validate("tag", tags, TAG)? })
     }
 
     /// True when every row passes.
@@ -113,6 +128,16 @@ mod tests {
         assert!(PositionFilter::new(&[], &[String::from("A").repeat(65)]).is_err());
         assert!(PositionFilter::new(&[], &vec!["A".to_string(); 1001]).is_err());
         assert!(SummaryFilter::new(&[], &v(&["$LEDGER:ALL", "NetLiquidation"])).is_ok());
+    }
+
+    #[test]
+    fn every_set_reads_as_a_character_class() {
+        for set in [ACCOUNT, SYMBOL, TAG] {
+            assert!(!set.extra.contains(|c: char| c.is_ascii_alphanumeric()), "{set:?}");
+            let dash = set.extra.find('-');
+            assert!(dash.is_none() || dash == Some(set.extra.len() - 1), "`-` goes last: {set:?}");
+            assert!(!set.extra.contains([']', '\\', '^']), "{set:?}");
+        }
     }
 
     #[test]
