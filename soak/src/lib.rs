@@ -34,7 +34,8 @@ pub struct Args {
     /// How long the gateway port refuses connections at each restart.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub down: Duration,
-    /// Every Nth restart slot is an IB link loss (1100 → 1101) instead; 0 disables.
+    /// After every Nth restart, half-way to the next one, an IB link loss (1100, then 1101 after
+    /// --down) in addition to the restarts, so N=5 adds restarts/5 of them; 0 disables.
     #[arg(long, default_value_t = 5)]
     pub link_loss_every: u64,
     /// Trader runs (fresh channel, ready check, accounts, positions, summary), spread over the soak.
