@@ -8,13 +8,15 @@ quantity, average cost, the position's share of net liquidation, and how fresh t
 The gRPC stubs are not part of this directory: generate them (see README.md) and point
 IBGW_PY_STUBS at the output directory.
 
-Exit codes:
+Exit codes (3 to 6 use trader-client's numbers, but this example is stricter than trader-client:
+it fails whenever the session is not READY in time, and never exits 0 with STALE data, where
+trader-client prints stale data younger than --max-staleness and exits 0):
   0   ok: the report was printed from LIVE data
   1   any other error (for example a wrong bearer token)
-  2   the gateway could not be reached within --ready-timeout
-  3   the gateway answered but its session was not READY within --ready-timeout
-  4   the report was printed, but some data is STALE (or UNKNOWN)
-  5   unknown account (the gateway answered NOT_FOUND)
+  3   the gateway could not be reached within --ready-timeout
+  4   the gateway answered but its session was not READY within --ready-timeout
+  5   the report was printed, but some data is STALE (or UNKNOWN)
+  6   unknown account (the gateway answered NOT_FOUND)
   64  bad command line, or IBGW_PY_STUBS missing or wrong
 """
 
@@ -47,7 +49,7 @@ class Exit(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """Bad arguments exit 64 (EX_USAGE); the other codes match trader-client."""
+    """Bad arguments exit 64 (EX_USAGE); the other codes use trader-client's numbers."""
 
     def error(self, message):
         self.print_usage(sys.stderr)

@@ -3,11 +3,15 @@
 //!
 //! - [`cli`] holds the flags;
 //! - [`fetch`] does readiness, accounts, positions, summary; failures as [`Failure`] with exit codes.
-//! - [`report`] renders the per-account, per-symbol report as text or JSON.
+//! - [`exit`] is the exit-code table (`--help` and README.md show it);
+//! - [`report`] renders the per-account, per-symbol report as text or JSON;
+//! - [`signal`] turns SIGINT and SIGTERM into values every phase of a run is raced against.
 
 pub mod cli;
+pub mod exit;
 pub mod fetch;
 pub mod report;
+pub mod signal;
 
 pub use fetch::{Failure, fetch};
 pub use report::Report;
