@@ -1,5 +1,10 @@
 // Shared helpers for the browser and CLI tests: start the project's binaries on ephemeral
 // loopback ports, read their address line, poll with deadlines, stop them cleanly.
+//
+// Tests only ever wait for a condition, up to a deadline; they never assert how fast something
+// happened. Every deadline is multiplied by IBGW_TEST_PATIENCE (a whole number, default 3, the
+// same default scripts/test exports), so a loaded machine gets more time; a passing test does not
+// take longer.
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
@@ -8,7 +13,13 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const BIN = (name) => path.join(ROOT, "target", "debug", name);
-const PATIENCE = Number(process.env.IBGW_TEST_PATIENCE || "1");
+export const PATIENCE = Number(process.env.IBGW_TEST_PATIENCE || "3");
+if (!Number.isInteger(PATIENCE) || PATIENCE < 1) {
+  throw new Error(`IBGW_TEST_PATIENCE must be a whole number >= 1, not ${JSON.stringify(process.env.IBGW_TEST_PATIENCE)}`);
+}
+
+/** A deadline of `ms` milliseconds, scaled by IBGW_TEST_PATIENCE. */
+export const patient = (ms) => ms * PATIENCE;
 
 /** Starts a binary and resolves with { proc, info } once its first stdout line (JSON) arrives. */
 export async function start(name, args, { timeoutMs = 20000 } = {}) {
@@ -20,24 +31,32 @@ export async function start(name, args, { timeoutMs = 20000 } = {}) {
     lines.once("line", (l) => resolve(l));
     proc.once("exit", (code) => reject(new Error(`${name} exited with ${code} before printing its address:\n${stderr}`)));
   });
-  const timer = new Promise((_, reject) => setTimeout(() => reject(new Error(`${name} printed nothing in ${timeoutMs} ms:\n${stderr}`)), timeoutMs * PATIENCE));
-  const line = await Promise.race([first, timer]);
-  return { proc, info: JSON.parse(line), stderr: () => stderr };
+  let timeout;
+  const timer = new Promise((_, reject) => {
+    timeout = setTimeout(() => reject(new Error(`${name} printed nothing in ${patient(timeoutMs)} ms:\n${stderr}`)), patient(timeoutMs));
+  });
+  try {
+    const line = await Promise.race([first, timer]);
+    return { proc, info: JSON.parse(line), stderr: () => stderr };
+  } finally {
+    clearTimeout(timeout); // a pending timer would keep the test process alive
+  }
 }
 
 /** SIGTERM, then wait for exit; resolves with the exit code. */
 export async function stop(proc, timeoutMs = 10000) {
   if (proc.exitCode !== null) return proc.exitCode;
   proc.kill("SIGTERM");
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs * PATIENCE);
+  const timer = setTimeout(() => proc.kill("SIGKILL"), patient(timeoutMs));
   const [code] = await once(proc, "exit");
   clearTimeout(timer);
   return code;
 }
 
-/** Polls `check` every 20 ms until it returns a truthy value, or throws `what` at the deadline. */
+/** Polls `check` every 20 ms until it returns a truthy value, or throws `what` at the deadline
+ * (`timeoutMs` scaled by IBGW_TEST_PATIENCE). */
 export async function eventually(what, timeoutMs, check) {
-  const deadline = Date.now() + timeoutMs * PATIENCE;
+  const deadline = Date.now() + patient(timeoutMs);
   let last;
   for (;;) {
     try {
@@ -46,7 +65,7 @@ export async function eventually(what, timeoutMs, check) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${patient(timeoutMs)} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -65,7 +84,7 @@ export async function control(addr, method, p, body) {
 
 /** Runs a command to completion. */
 export function run(cmd, args, opts = {}) {
-  return spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", timeout: 60000 * PATIENCE, ...opts });
+  return spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", timeout: patient(60000), ...opts });
 }
 
 /** The demo: gateway-svc with the embedded simulator, everything on ephemeral ports. */
