@@ -13,7 +13,7 @@ it fails whenever the session is not READY in time, and never exits 0 with STALE
 trader-client prints stale data younger than --max-staleness and exits 0):
   0   ok: the report was printed from LIVE data
   1   any other error (for example a wrong bearer token)
-  3   the gateway could not be reached within --ready-timeout
+  3   the gateway could not be reached within --ready-timeout, or a later call got UNAVAILABLE
   4   the gateway answered but its session was not READY within --ready-timeout
   5   the report was printed, but some data is STALE (or UNKNOWN)
   6   unknown account (the gateway answered NOT_FOUND)
