@@ -158,10 +158,20 @@ async fn call<T>(
     limit: Duration,
     fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<Result<T, tonic::Status>, Failure> {
+    let no_answer = || Failure::NoAnswer { addr: addr.to_owned(), call: name, limit };
     match tokio::time::timeout(limit, fut).await {
+        Ok(Err(s)) if is_deadline(&s) => Err(no_answer()),
         Ok(r) => Ok(r.map(tonic::Response::into_inner)),
-        Err(_) => Err(Failure::NoAnswer { addr: addr.to_owned(), call: name, limit }),
+        Err(_) => Err(no_answer()),
     }
+}
+
+/// The call's deadline ran out: tonic enforces the grpc-timeout we send and reports it as
+/// CANCELLED "Timeout expired" (often just before our own timer fires); a server says
+/// DEADLINE_EXCEEDED.
+fn is_deadline(s: &tonic::Status) -> bool {
+    s.code() == Code::DeadlineExceeded
+        || s.code() == Code::Cancelled && s.message() == tonic::TimeoutExpired(()).to_string()
 }
 
 /// Waits for readiness, then reads everything the report needs.
@@ -314,6 +324,21 @@ mod tests {
         }
         let f = Failure::from_status("a", tonic::Status::invalid_argument(r#"tag "x;" has characters"#));
         assert_eq!(f.exit_code(), 1, "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_reported_by_tonic_or_the_server_is_no_answer() {
+        let timeout = tonic::Status::cancelled(tonic::TimeoutExpired(()).to_string());
+        for s in [timeout, tonic::Status::deadline_exceeded("server gave up")] {
+            let r = call::<()>("a", "GetHealth", Duration::from_secs(1), async { Err(s) }).await;
+            let f = r.expect_err("a deadline is a failure");
+            assert!(matches!(f, Failure::NoAnswer { call: "GetHealth", .. }), "{f:?}");
+            assert_eq!(f.exit_code(), 3);
+        }
+        let cancelled = call::<()>("a", "GetHealth", Duration::from_secs(1), async {
+            Err(tonic::Status::cancelled("by the server"))
+        });
+        assert!(matches!(cancelled.await, Ok(Err(_))), "other cancellations are not deadlines");
     }
 
     #[test]
