@@ -11,3 +11,4 @@ mod gateway_streams;
 mod gateway_tls;
 mod sim_faults;
 mod sim_interop;
+mod trader_client;
