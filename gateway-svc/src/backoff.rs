@@ -19,12 +19,13 @@ impl Backoff {
     }
 
     /// The next delay: the current step with ±20 % jitter (so restarts of many services do not
-    /// reconnect in lockstep), then the step doubles.
+    /// reconnect in lockstep), then the step doubles. Never below `initial` (the attempt-rate
+    /// floor) nor above `max` (the recovery-time cap).
     pub fn next_delay(&mut self) -> Duration {
         let base = self.current;
         self.current = (self.current * 2).min(self.max);
         let jitter = rand::rng().random_range(0.8..=1.2);
-        base.mul_f64(jitter).min(self.max)
+        base.mul_f64(jitter).clamp(self.initial, self.max)
     }
 
     /// Back to the initial delay (after a stable session).
@@ -44,6 +45,7 @@ mod tests {
         assert!(delays[0] >= Duration::from_millis(80) && delays[0] <= Duration::from_millis(120));
         assert!(delays[3] >= Duration::from_millis(640), "doubles: {delays:?}");
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(1000)), "capped: {delays:?}");
+        assert!(delays.iter().all(|d| *d >= Duration::from_millis(100)), "floored: {delays:?}");
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(120));
     }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use gateway_proto::pb;
 use ibapi::accounts::{AccountSummary, Position};
 
+use crate::farm::{Farm, FarmKind, FarmStatus};
 use crate::grpc::UpdateKind;
 use crate::health::{Health, SessionState};
 use crate::model::{Freshness, PositionRow, SummaryRow, decimal};
@@ -133,5 +134,27 @@ pub fn health(h: &Health, subscribers: usize) -> pb::Health {
         server_version: h.server_version,
         expected_outage: h.expected_outage,
         subscribers: subscribers as u64,
+        farms: h.farms.iter().map(farm).collect(),
+    }
+}
+
+fn farm(f: &Farm) -> pb::DataFarm {
+    let kind = match f.kind {
+        FarmKind::MarketData => pb::DataFarmKind::MarketData,
+        FarmKind::Historical => pb::DataFarmKind::Historical,
+        FarmKind::SecDef => pb::DataFarmKind::SecDef,
+    };
+    let state = match f.status {
+        FarmStatus::Ok => pb::DataFarmState::Ok,
+        FarmStatus::Inactive => pb::DataFarmState::Inactive,
+        FarmStatus::Connecting => pb::DataFarmState::Connecting,
+        FarmStatus::Broken => pb::DataFarmState::Broken,
+    };
+    pb::DataFarm {
+        name: f.name.clone(),
+        kind: kind as i32,
+        state: state as i32,
+        since: Some(timestamp(f.since)),
+        code: f.code,
     }
 }

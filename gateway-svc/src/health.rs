@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use crate::farm::Farm;
+
 /// Session states of the upstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionState {
@@ -71,6 +73,9 @@ pub struct Health {
     pub server_version: i32,
     /// The current outage falls inside a maintenance window.
     pub expected_outage: bool,
+    /// Data farms as the gateway last reported them, by name. Informational: no farm carries
+    /// account data.
+    pub farms: Vec<Farm>,
 }
 
 impl Health {
@@ -89,6 +94,7 @@ impl Health {
             upstream: upstream.to_owned(),
             server_version: 0,
             expected_outage: false,
+            farms: Vec::new(),
         }
     }
 

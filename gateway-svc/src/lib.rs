@@ -2,6 +2,7 @@
 //! gRPC.
 //!
 //! - [`session`]: the actor that owns the only `ibapi` client and socket.
+//! - [`upstream`]: the data kinds (positions, account summary), one type each; [`farm`]: data farms.
 //! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams.
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
@@ -13,6 +14,7 @@ pub mod backoff;
 pub mod config;
 pub mod convert;
 pub mod demo;
+pub mod farm;
 pub mod grpc;
 pub mod health;
 pub mod health_check;
@@ -27,6 +29,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod telemetry;
+pub mod upstream;
 
 pub use config::Settings;
 pub use server::{Running, start};

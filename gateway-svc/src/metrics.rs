@@ -6,22 +6,29 @@
 //! application) therefore never see each other's series, and embedding the library never
 //! fights the host application over the global recorder.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use crate::farm::{Farm, FarmKind, FarmStatus};
 use crate::health::SessionState;
 
 /// Every reconnect cause the session reports.
-pub const RECONNECT_CAUSES: [&str; 9] = [
+pub const RECONNECT_CAUSES: [&str; 12] = [
     "client_id_in_use",
     "connect_failed",
     "connect_timeout",
     "connection_lost",
+    "handshake_rejected",
+    "notice_lag",
     "port_reset",
     "probe_failed",
     "probe_timeout",
     "sync_failed",
     "sync_timeout",
+    "version_unsupported",
 ];
 
 /// The RPC methods, as metric labels.
@@ -47,6 +54,8 @@ const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, S
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Farms with series, so a new connection can clear their states.
+    farms: Mutex<BTreeSet<(String, FarmKind)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -67,9 +76,10 @@ impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let m = Self { recorder, handle };
+        let m = Self { recorder, handle, farms: Mutex::default() };
         m.describe();
         m.register_zeroes();
+        m.gauge("gateway_runtime_tuned", &[]).set(if crate::runtime::TUNED { 1.0 } else { 0.0 });
         m
     }
 
@@ -94,6 +104,10 @@ impl Metrics {
             self.recorder.describe_gauge(KeyName::from_const_str(name), None, SharedString::const_str(help));
         };
         gauge("gateway_session_state", "1 for the current upstream session state, 0 for the others");
+        gauge(
+            "gateway_runtime_tuned",
+            "1 when built with --cfg tokio_unstable (tokio's LIFO slot off, batched stream writes), 0 without",
+        );
         counter("gateway_reconnects_total", "Upstream sessions lost or attempts failed, by cause");
         counter("gateway_client_id_conflicts_total", "Times the gateway answered 326 (client id in use)");
         gauge("gateway_probe_rtt_seconds", "Round trip of the last in-session liveness probe");
@@ -107,6 +121,7 @@ impl Metrics {
         );
         counter("gateway_rpc_total", "gRPC calls by method and status code");
         counter("gateway_upstream_notices_total", "IB notices received, by code class");
+        gauge("gateway_farm_state", "1 for each data farm's last reported state, 0 for the others (farm, kind, state)");
     }
 
     fn register_zeroes(&self) {
@@ -181,6 +196,37 @@ impl Metrics {
     /// An IB notice, classified (`link`, `farm`, `other`).
     pub fn upstream_notice(&self, class: &'static str) {
         self.counter("gateway_upstream_notices_total", &[("class", class)]).increment(1);
+    }
+
+    /// A data farm's reported status: one series per state, 1 for the current one.
+    pub fn farm(&self, farm: &Farm) {
+        self.farm_states(&farm.name, farm.kind, Some(farm.status));
+        if let Ok(mut known) = self.farms.lock() {
+            known.insert((farm.name.clone(), farm.kind));
+        }
+    }
+
+    /// A new connection reports every farm afresh: until it does, no farm has a known state.
+    pub fn clear_farms(&self) {
+        let known = match self.farms.lock() {
+            Ok(mut known) => std::mem::take(&mut *known),
+            Err(_) => return,
+        };
+        for (name, kind) in known {
+            self.farm_states(&name, kind, None);
+        }
+    }
+
+    fn farm_states(&self, name: &str, kind: FarmKind, current: Option<FarmStatus>) {
+        for status in FarmStatus::ALL {
+            let labels = vec![
+                Label::new("farm", name.to_owned()),
+                Label::from_static_parts("kind", kind.as_str()),
+                Label::from_static_parts("state", status.as_str()),
+            ];
+            let gauge = self.recorder.register_gauge(&Key::from_parts("gateway_farm_state", labels), &METADATA);
+            gauge.set(if Some(status) == current { 1.0 } else { 0.0 });
+        }
     }
 
     /// A finished (or started, for streams) RPC.

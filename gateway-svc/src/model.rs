@@ -56,7 +56,7 @@ impl Row for AccountRow {
 }
 
 /// One position. Quantities and prices are decimal strings, as the API promises.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PositionRow {
     /// Owning account.
     pub account: String,

@@ -6,27 +6,24 @@
 //! upstream subscription per data kind, and reconciles after every new session and after 1101.
 //! Every transition is published on the health watch with a reason.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::{FutureExt, StreamExt};
-use ibapi::accounts::{AccountSummaryResult, AccountSummaryTags, PositionUpdate};
-use ibapi::prelude::{AccountGroup, Client, Notice, NoticeStream, Subscription, SubscriptionItem};
+use futures_util::StreamExt;
+use ibapi::prelude::{Client, Notice, NoticeStream};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::UpstreamSettings;
-use crate::convert;
+use crate::farm::{self, Farm, FarmStatus};
 use crate::health::SessionState;
 use crate::maintenance::Schedule;
-use crate::model::{AccountRow, PositionRow, Row, SummaryRow};
+use crate::model::{AccountRow, Freshness, Row};
 use crate::state::State;
-
-/// Items pulled from one upstream stream per wake-up: a burst becomes one published delta.
-const BATCH: usize = 512;
+use crate::upstream::{self, Kind, Positions, ReadError, Summary};
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -76,10 +73,10 @@ struct Actor {
     consecutive_conflicts: u32,
 }
 
-/// The live subscriptions of one session.
+/// The live subscriptions of one session: one per data kind.
 struct Subs {
-    positions: Subscription<PositionUpdate>,
-    summary: Subscription<AccountSummaryResult>,
+    positions: <Positions as Kind>::Sub,
+    summary: <Summary as Kind>::Sub,
 }
 
 impl Actor {
@@ -176,6 +173,12 @@ impl Actor {
                 self.state.update_health(|h| h.client_id_conflicts += 1);
                 return (lost("client_id_in_use", format!("client id {client_id} in use (326)")), false);
             }
+            Ok(Err(ibapi::Error::ServerVersion(required, actual, _))) => {
+                return (lost("version_unsupported", version_floor(actual, required)), false);
+            }
+            Ok(Err(ibapi::Error::ConnectionRejected(detail))) => {
+                return (lost("handshake_rejected", handshake_rejected(&self.cfg.address, &detail)), false);
+            }
             Ok(Err(e)) => {
                 return (lost("connect_failed", format!("connect to {} failed: {e}", self.cfg.address)), false);
             }
@@ -200,9 +203,12 @@ impl Actor {
         self.state.update_health(|h| {
             h.server_version = client.server_version();
             h.epoch = epoch;
+            // A new connection is told every farm's state afresh.
+            h.farms.clear();
         });
+        self.state.metrics.clear_farms();
         self.set_state(SessionState::Syncing, "subscribing to positions and account summary");
-        let mut subs = match self.sync(client, true, true, None).await {
+        let mut subs = match self.sync_all(client).await {
             Ok(subs) => subs,
             Err(end) => return end,
         };
@@ -213,9 +219,10 @@ impl Actor {
         self.set_state(SessionState::Ready, "live");
 
         let mut link_lost = false;
-        let mut farms_down: BTreeSet<i32> = BTreeSet::new();
         let mut last_rx = Instant::now();
-        let mut probe_tick = tokio::time::interval(self.cfg.probe_idle());
+        // Checked three times per idle period, so a link goes unprobed at most a third of a
+        // period longer than `probe_idle`; probes themselves stay `probe_idle` apart.
+        let mut probe_tick = tokio::time::interval(self.cfg.probe_idle() / 3);
         probe_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         probe_tick.reset();
 
@@ -223,36 +230,24 @@ impl Actor {
             // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
             // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
             // position updates must not starve notices or the probe.
-            tokio::select! {
+            let step = tokio::select! {
                 () = self.shutdown.cancelled() => {
-                    subs.positions.cancel().await;
-                    subs.summary.cancel().await;
+                    Positions::cancel(&subs.positions).await;
+                    Summary::cancel(&subs.summary).await;
                     return End::Shutdown;
                 }
                 item = subs.positions.next() => {
                     last_rx = Instant::now();
-                    match self.on_positions(item, &mut subs.positions) {
-                        Err(end) => return end,
-                        Ok(Lagged::No) => {}
-                        Ok(Lagged::Yes) => {
-                            subs = match self.sync(client, true, false, Some(subs)).await {
-                                Ok(s) => s,
-                                Err(end) => return end,
-                            };
-                        }
+                    match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
+                        Err(ReadError::Lagged) => self.reopen::<Positions>(client, &mut subs.positions).await,
+                        r => r.map_err(|e| read_lost(e, "connection_lost")),
                     }
                 }
                 item = subs.summary.next() => {
                     last_rx = Instant::now();
-                    match self.on_summary(item, &mut subs.summary) {
-                        Err(end) => return end,
-                        Ok(Lagged::No) => {}
-                        Ok(Lagged::Yes) => {
-                            subs = match self.sync(client, false, true, Some(subs)).await {
-                                Ok(s) => s,
-                                Err(end) => return end,
-                            };
-                        }
+                    match upstream::fold::<Summary>(item, &mut subs.summary, &self.state) {
+                        Err(ReadError::Lagged) => self.reopen::<Summary>(client, &mut subs.summary).await,
+                        r => r.map_err(|e| read_lost(e, "connection_lost")),
                     }
                 }
                 notice = notices.next() => {
@@ -260,174 +255,100 @@ impl Actor {
                     let Some(notice) = notice else {
                         return lost("connection_lost", "upstream notice stream closed");
                     };
-                    match self.on_notice(&notice, &mut link_lost, &mut farms_down) {
-                        NoticeAction::None => {}
-                        NoticeAction::Teardown(end) => return end,
-                        NoticeAction::Resubscribe { positions, summary } => {
+                    let step = match self.on_notice(&notice, &mut link_lost) {
+                        NoticeAction::None => Ok(()),
+                        NoticeAction::Teardown(end) => Err(end),
+                        NoticeAction::Resync => {
                             self.set_state(SessionState::Syncing, format!("resubscribing after {}", notice.code));
-                            subs = match self.sync(client, positions, summary, Some(subs)).await {
-                                Ok(s) => s,
-                                Err(end) => return end,
-                            };
+                            self.sync_all(client).await.map(|fresh| subs = fresh)
                         }
+                        NoticeAction::RefreshSummary => {
+                            self.set_state(SessionState::Syncing, format!("refreshing the account summary after {}", notice.code));
+                            self.reopen::<Summary>(client, &mut subs.summary).await
+                        }
+                    };
+                    if step.is_ok() {
+                        self.refresh_ready(link_lost);
                     }
-                    self.refresh_ready(link_lost, &farms_down);
+                    step
                 }
                 _ = probe_tick.tick() => {
-                    if last_rx.elapsed() >= self.cfg.probe_idle() {
-                        if let Err(end) = self.probe(client).await {
-                            return end;
-                        }
+                    if last_rx.elapsed() < self.cfg.probe_idle() {
+                        Ok(())
+                    } else {
+                        let probed = self.probe(client).await;
                         last_rx = Instant::now();
+                        probed
                     }
                 }
+            };
+            if let Err(end) = step {
+                return end;
             }
         }
     }
 
-    fn refresh_ready(&self, link_lost: bool, farms_down: &BTreeSet<i32>) {
+    fn refresh_ready(&self, link_lost: bool) {
         if link_lost {
             self.set_state(SessionState::Degraded, "IB link lost (1100); serving last known data as stale");
-        } else if let Some(code) = farms_down.first() {
-            self.set_state(SessionState::Degraded, format!("data farm connection broken ({code})"));
         } else {
             self.set_state(SessionState::Ready, "live");
         }
     }
 
-    /// Subscribes (or re-subscribes) the requested kinds, reads each until its end marker, and
-    /// reconciles the hubs. Old subscriptions are cancelled first and awaited, so the gateway sees
-    /// the cancel before the new request.
-    async fn sync(&self, client: &Arc<Client>, positions: bool, summary: bool, old: Option<Subs>) -> Result<Subs, End> {
+    /// Runs `work` under the sync timeout, unless shutdown comes first.
+    async fn within_sync<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
         let deadline = self.cfg.sync_timeout();
-        let work = async {
-            let (old_positions, old_summary) = match old {
-                Some(s) => (Some(s.positions), Some(s.summary)),
-                None => (None, None),
-            };
-            let accounts =
-                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
-            let positions_sub = match (positions, old_positions) {
-                (false, Some(keep)) => keep,
-                (_, old) => {
-                    if let Some(old) = old {
-                        old.cancel().await;
-                    }
-                    let mut sub =
-                        client.positions().await.map_err(|e| lost("sync_failed", format!("positions: {e}")))?;
-                    let rows = read_positions_snapshot(&mut sub).await?;
-                    self.state.positions.resync(self.epoch, rows);
-                    sub
-                }
-            };
-            let summary_sub = match (summary, old_summary) {
-                (false, Some(keep)) => keep,
-                (_, old) => {
-                    if let Some(old) = old {
-                        old.cancel().await;
-                    }
-                    let mut sub = client
-                        .account_summary(&AccountGroup("All".into()), AccountSummaryTags::ALL)
-                        .await
-                        .map_err(|e| lost("sync_failed", format!("account summary: {e}")))?;
-                    let rows = read_summary_snapshot(&mut sub).await?;
-                    self.state.summary.resync(self.epoch, rows);
-                    sub
-                }
-            };
-            let rows = accounts.into_iter().map(|id| AccountRow { id }).map(|r| (r.key(), r)).collect();
-            self.state.accounts.resync(self.epoch, rows);
-            Ok(Subs { positions: positions_sub, summary: summary_sub })
-        };
         tokio::select! {
-            r = timeout(deadline, work) => match r {
-                Ok(r) => r,
-                Err(_) => Err(lost("sync_timeout", format!("initial data not received within {} ms", deadline.as_millis()))),
-            },
+            r = timeout(deadline, work) => r.unwrap_or_else(|_| Err(lost(
+                "sync_timeout",
+                format!("initial data not received within {} ms", deadline.as_millis()),
+            ))),
             () = self.shutdown.cancelled() => Err(End::Shutdown),
         }
     }
 
-    fn on_positions(
-        &self,
-        first: Option<Result<SubscriptionItem<PositionUpdate>, ibapi::Error>>,
-        sub: &mut Subscription<PositionUpdate>,
-    ) -> Result<Lagged, End> {
-        let mut upserts = Vec::new();
-        let mut removals = Vec::new();
-        let mut lagged = false;
-        let mut next = Some(first);
-        let mut n = 0;
-        while let Some(item) = next.take() {
-            match item {
-                Some(Ok(SubscriptionItem::Data(PositionUpdate::Position(p)))) => {
-                    let row = convert::position_row(&p);
-                    if p.position == 0.0 {
-                        removals.push(row.key());
-                    } else {
-                        upserts.push(row);
-                    }
-                }
-                Some(Ok(SubscriptionItem::Data(PositionUpdate::PositionEnd))) => {}
-                Some(Ok(SubscriptionItem::Notice(n))) => lagged |= upstream_lag(&n, "positions", &self.state.metrics),
-                Some(Err(e)) => return Err(lost("connection_lost", format!("positions stream ended: {e}"))),
-                None => return Err(lost("connection_lost", "positions stream closed")),
-            }
-            n += 1;
-            if n < BATCH {
-                next = sub.next().now_or_never();
-            }
-        }
-        self.state.metrics.upstream_updates("positions", upserts.len() + removals.len());
-        // A later update in the same batch wins; a removal after an upsert wins too.
-        let removed: BTreeSet<_> = removals.iter().cloned().collect();
-        let mut latest: BTreeMap<_, PositionRow> = BTreeMap::new();
-        for row in upserts {
-            latest.insert(row.key(), row);
-        }
-        latest.retain(|k, _| !removed.contains(k));
-        self.state.positions.apply(latest.into_values().collect(), removals);
-        Ok(Lagged::from(lagged))
+    /// Subscribes every kind, reads each first snapshot and reconciles the hubs. Used for a new
+    /// session and after 1101 (IB dropped every subscription).
+    async fn sync_all(&self, client: &Arc<Client>) -> Result<Subs, End> {
+        self.within_sync(async {
+            let accounts =
+                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
+            let positions = self.open::<Positions>(client).await?;
+            let summary = self.open::<Summary>(client).await?;
+            let rows = accounts.into_iter().map(|id| AccountRow { id }).map(|r| (r.key(), r)).collect();
+            self.state.accounts.resync(self.epoch, rows);
+            Ok(Subs { positions, summary })
+        })
+        .await
     }
 
-    fn on_summary(
-        &self,
-        first: Option<Result<SubscriptionItem<AccountSummaryResult>, ibapi::Error>>,
-        sub: &mut Subscription<AccountSummaryResult>,
-    ) -> Result<Lagged, End> {
-        let mut upserts: BTreeMap<_, SummaryRow> = BTreeMap::new();
-        let mut lagged = false;
-        let mut next = Some(first);
-        let mut n = 0;
-        while let Some(item) = next.take() {
-            match item {
-                Some(Ok(SubscriptionItem::Data(AccountSummaryResult::Summary(s)))) => {
-                    let row = convert::summary_row(&s);
-                    upserts.insert(row.key(), row);
-                }
-                Some(Ok(SubscriptionItem::Data(AccountSummaryResult::End))) => {}
-                Some(Ok(SubscriptionItem::Notice(n))) => {
-                    lagged |= upstream_lag(&n, "account_summary", &self.state.metrics)
-                }
-                Some(Err(e)) => return Err(lost("connection_lost", format!("account summary stream ended: {e}"))),
-                None => return Err(lost("connection_lost", "account summary stream closed")),
-            }
-            n += 1;
-            if n < BATCH {
-                next = sub.next().now_or_never();
-            }
-        }
-        self.state.metrics.upstream_updates("account_summary", upserts.len());
-        self.state.summary.apply(upserts.into_values().collect(), Vec::new());
-        Ok(Lagged::from(lagged))
+    /// Cancels one kind's subscription (awaited, so the gateway sees the cancel first), opens it
+    /// again and reconciles its hub: after lag (frames dropped) or 1102 (summary refresh).
+    async fn reopen<K: Kind>(&self, client: &Arc<Client>, sub: &mut K::Sub) -> Result<(), End> {
+        K::cancel(sub).await;
+        *sub = self.within_sync(self.open::<K>(client)).await?;
+        Ok(())
     }
 
-    fn on_notice(&self, notice: &Notice, link_lost: &mut bool, farms_down: &mut BTreeSet<i32>) -> NoticeAction {
+    async fn open<K: Kind>(&self, client: &Client) -> Result<K::Sub, End> {
+        let (sub, rows) =
+            upstream::open::<K>(client, &self.state.metrics).await.map_err(|e| read_lost(e, "sync_failed"))?;
+        K::hub(&self.state).resync(self.epoch, rows);
+        Ok(sub)
+    }
+
+    fn on_notice(&self, notice: &Notice, link_lost: &mut bool) -> NoticeAction {
         let code = notice.code;
+        if let Some(farm) = farm::parse(code, &notice.message) {
+            self.state.metrics.upstream_notice("farm");
+            self.on_farm(farm);
+            return NoticeAction::None;
+        }
         match code {
             1100 | 2110 => {
                 self.state.metrics.upstream_notice("link");
-                warn!(code, message = %notice.message, "IB link lost");
+                warn!(code, message = %notice.message, "IB link lost; serving last known data as stale");
                 *link_lost = true;
                 self.state.mark_all_stale(&format!("IB link lost ({code})"));
                 NoticeAction::None
@@ -436,31 +357,28 @@ impl Actor {
                 self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data lost: resubscribing");
                 *link_lost = false;
-                NoticeAction::Resubscribe { positions: true, summary: true }
+                NoticeAction::Resync
             }
             1102 => {
                 self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data maintained: refreshing account summary");
                 *link_lost = false;
-                self.state.accounts.set_freshness(crate::model::Freshness::Live);
-                self.state.positions.set_freshness(crate::model::Freshness::Live);
-                NoticeAction::Resubscribe { positions: false, summary: true }
+                self.state.accounts.set_freshness(Freshness::Live);
+                self.state.positions.set_freshness(Freshness::Live);
+                NoticeAction::RefreshSummary
             }
             1300 => {
                 self.state.metrics.upstream_notice("link");
                 NoticeAction::Teardown(lost("port_reset", "gateway reset its API port (1300)"))
             }
-            2103 | 2105 | 2157 => {
-                self.state.metrics.upstream_notice("farm");
-                warn!(code, message = %notice.message, "data farm broken");
-                farms_down.insert(code);
-                NoticeAction::None
-            }
-            2104 | 2106 | 2158 => {
-                self.state.metrics.upstream_notice("farm");
-                // Each OK clears its broken twin (2104↔2103, 2106↔2105, 2158↔2157).
-                farms_down.remove(&(code - 1));
-                NoticeAction::None
+            // The crate dropped notices for us: a 1100 or 1101 may be among them, so nothing
+            // we concluded from notices can be trusted. A new session re-learns all of it.
+            ibapi::NOTICE_STREAM_LAG_CODE => {
+                self.state.metrics.upstream_notice("other");
+                NoticeAction::Teardown(lost(
+                    "notice_lag",
+                    format!("upstream notices were dropped ({})", notice.message),
+                ))
             }
             _ => {
                 self.state.metrics.upstream_notice("other");
@@ -468,6 +386,26 @@ impl Actor {
                 NoticeAction::None
             }
         }
+    }
+
+    /// Records a farm's new status. Farms carry no account data (see [`crate::farm`]): they
+    /// are reported, never turned into staleness or NOT_SERVING.
+    fn on_farm(&self, farm: Farm) {
+        match farm.status {
+            FarmStatus::Broken => {
+                warn!(farm = %farm.name, kind = farm.kind.as_str(), code = farm.code, "data farm broken (account data unaffected)");
+            }
+            _ => info!(farm = %farm.name, kind = farm.kind.as_str(), status = farm.status.as_str(), "data farm"),
+        }
+        self.state.metrics.farm(&farm);
+        self.state.update_health(|h| match h.farms.iter_mut().find(|f| f.name == farm.name) {
+            Some(known) if known.status == farm.status => {}
+            Some(known) => *known = farm,
+            None => {
+                h.farms.push(farm);
+                h.farms.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+        });
     }
 
     async fn probe(&self, client: &Arc<Client>) -> Result<(), End> {
@@ -491,75 +429,127 @@ impl Actor {
     }
 }
 
-/// Whether an upstream subscription dropped frames (we read too slowly for a burst).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lagged {
-    No,
-    Yes,
+/// The API server version this build needs (the `ibapi` crate's floor: protobuf messages).
+pub const MIN_SERVER_VERSION: i32 = 213;
+
+fn version_floor(actual: i32, required: i32) -> String {
+    format!(
+        "IB Gateway / TWS speaks API server version {actual}, below the {required} this build needs: \
+         upgrade IB Gateway / TWS to 10.40 or newer (API server version {MIN_SERVER_VERSION} or higher)"
+    )
 }
 
-impl From<bool> for Lagged {
-    fn from(b: bool) -> Self {
-        if b { Lagged::Yes } else { Lagged::No }
-    }
+/// The gateway closed the handshake. A gateway too old for this build does exactly that, and so
+/// does one that does not accept this host, so the reason names both causes.
+fn handshake_rejected(address: &str, detail: &str) -> String {
+    format!(
+        "{address} closed the API handshake ({detail}): either IB Gateway / TWS is older than this build \
+         supports (needs API server version {MIN_SERVER_VERSION} or higher, 10.40 or newer: upgrade it), or it \
+         refuses this host (check \"Enable ActiveX and Socket Clients\" and Trusted IPs in its API settings)"
+    )
 }
 
-/// A notice on a data subscription. The crate reports frames it had to drop for a slow reader
-/// as `SUBSCRIPTION_LAG_CODE`: the rows they carried are unknown, so the kind must be
-/// resubscribed and reconciled, never carried on with as if nothing happened.
-fn upstream_lag(n: &Notice, kind: &'static str, metrics: &crate::metrics::Metrics) -> bool {
-    if n.code == ibapi::SUBSCRIPTION_LAG_CODE {
-        warn!(kind, message = %n.message, "upstream subscription lagged; resubscribing to reconcile");
-        metrics.upstream_lag(kind);
-        true
-    } else {
-        debug!(kind, code = n.code, message = %n.message, "subscription notice");
-        false
-    }
-}
-
+/// What a notice asks the session to do.
 enum NoticeAction {
     None,
     Teardown(End),
-    Resubscribe { positions: bool, summary: bool },
+    /// Every subscription again (1101: IB dropped them).
+    Resync,
+    /// The account summary again (1102: data maintained, but the summary is refreshed).
+    RefreshSummary,
 }
 
-async fn read_positions_snapshot(
-    sub: &mut Subscription<PositionUpdate>,
-) -> Result<BTreeMap<(String, i64), PositionRow>, End> {
-    let mut rows = BTreeMap::new();
-    loop {
-        match sub.next().await {
-            Some(Ok(SubscriptionItem::Data(PositionUpdate::Position(p)))) => {
-                let row = convert::position_row(&p);
-                if p.position == 0.0 {
-                    rows.remove(&row.key());
-                } else {
-                    rows.insert(row.key(), row);
-                }
-            }
-            Some(Ok(SubscriptionItem::Data(PositionUpdate::PositionEnd))) => return Ok(rows),
-            Some(Ok(SubscriptionItem::Notice(_))) => {}
-            Some(Err(e)) => return Err(lost("sync_failed", format!("positions: {e}"))),
-            None => return Err(lost("sync_failed", "positions stream closed during sync")),
-        }
+fn read_lost(e: ReadError, cause: &'static str) -> End {
+    match e {
+        ReadError::Closed(reason) => lost(cause, reason),
+        // Lag is handled by resubscribing; here it means it persisted through every attempt.
+        ReadError::Lagged => lost(
+            cause,
+            "upstream kept dropping frames while the first snapshot was read (raise upstream.channel_capacity)",
+        ),
     }
 }
 
-async fn read_summary_snapshot(
-    sub: &mut Subscription<AccountSummaryResult>,
-) -> Result<BTreeMap<(String, String, String), SummaryRow>, End> {
-    let mut rows = BTreeMap::new();
-    loop {
-        match sub.next().await {
-            Some(Ok(SubscriptionItem::Data(AccountSummaryResult::Summary(s)))) => {
-                let row = convert::summary_row(&s);
-                rows.insert(row.key(), row);
-            }
-            Some(Ok(SubscriptionItem::Data(AccountSummaryResult::End))) => return Ok(rows),
-            Some(Ok(SubscriptionItem::Notice(_))) => {}
-            Some(Err(e)) => return Err(lost("sync_failed", format!("account summary: {e}"))),
-            None => return Err(lost("sync_failed", "account summary stream closed during sync")),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maintenance::MaintenanceSettings;
+
+    fn actor() -> Actor {
+        let cfg = UpstreamSettings::default();
+        let maintenance = Maintenance {
+            schedule: Schedule::new(&MaintenanceSettings::default()).expect("no windows"),
+            retry_interval: Duration::from_secs(1),
+        };
+        let backoff = Backoff::new(Duration::from_millis(500), Duration::from_millis(800));
+        let state = State::new("127.0.0.1:1", 1);
+        Actor {
+            cfg,
+            maintenance,
+            state,
+            shutdown: CancellationToken::new(),
+            backoff,
+            epoch: 1,
+            sessions: 1,
+            consecutive_conflicts: 0,
         }
+    }
+
+    fn notice(code: i32, message: &str) -> Notice {
+        Notice {
+            request_id: None,
+            code,
+            message: message.into(),
+            error_time: None,
+            advanced_order_reject_json: String::new(),
+        }
+    }
+
+    #[test]
+    fn dropped_notices_tear_the_session_down() {
+        let a = actor();
+        let mut link_lost = false;
+        match a.on_notice(&notice(ibapi::NOTICE_STREAM_LAG_CODE, "3 notices dropped"), &mut link_lost) {
+            NoticeAction::Teardown(End::Lost { cause, reason }) => {
+                assert_eq!(cause, "notice_lag");
+                assert!(reason.contains("3 notices dropped"), "{reason}");
+            }
+            _ => panic!("a notice lag must end the session"),
+        }
+    }
+
+    #[test]
+    fn a_broken_farm_is_reported_but_leaves_account_data_live() {
+        let a = actor();
+        a.state.positions.resync(1, std::collections::BTreeMap::new());
+        a.set_state(SessionState::Ready, "live");
+        let mut link_lost = false;
+        let action = a.on_notice(&notice(2103, "Market data farm connection is broken:usfarm"), &mut link_lost);
+        assert!(matches!(action, NoticeAction::None));
+        a.refresh_ready(link_lost);
+        let h = a.state.health();
+        assert_eq!(h.state, SessionState::Ready, "a market-data farm does not degrade positions");
+        assert_eq!(h.farms.len(), 1);
+        assert_eq!((h.farms[0].name.as_str(), h.farms[0].status), ("usfarm", FarmStatus::Broken));
+        assert_eq!(a.state.positions.snapshot().freshness, Freshness::Live);
+        a.on_notice(&notice(2104, "Market data farm connection is OK:usfarm"), &mut link_lost);
+        a.on_notice(&notice(2106, "HMDS data farm connection is OK:ushmds"), &mut link_lost);
+        let farms = a.state.health().farms.clone();
+        let names: Vec<_> = farms.iter().map(|f| (f.name.as_str(), f.status)).collect();
+        assert_eq!(names, vec![("usfarm", FarmStatus::Ok), ("ushmds", FarmStatus::Ok)], "by name, one OK per farm");
+        let metrics = a.state.metrics.render();
+        assert!(metrics.contains(r#"gateway_farm_state{farm="usfarm",kind="market_data",state="ok"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"gateway_farm_state{farm="usfarm",kind="market_data",state="broken"} 0"#));
+    }
+
+    #[test]
+    fn the_link_is_what_makes_data_stale() {
+        let a = actor();
+        a.state.positions.resync(1, std::collections::BTreeMap::new());
+        let mut link_lost = false;
+        a.on_notice(&notice(1100, "Connectivity between IB and Trader Workstation has been lost."), &mut link_lost);
+        a.refresh_ready(link_lost);
+        assert_eq!(a.state.health().state, SessionState::Degraded);
+        assert!(matches!(a.state.positions.snapshot().freshness, Freshness::Stale { .. }));
     }
 }

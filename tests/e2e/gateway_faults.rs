@@ -47,9 +47,43 @@ async fn refused_connections_are_retried_until_the_port_opens() {
 #[tokio::test]
 async fn accept_then_close_is_a_failed_attempt_not_a_crash() {
     let stack = start_stack().await;
-    outage(&stack, Fault::AcceptThenClose { duration_ms: 1_500 }, "failed").await;
+    outage(&stack, Fault::AcceptThenClose { duration_ms: 1_500 }, "closed the API handshake").await;
     recovered(&stack, 1).await;
     assert!(stack.sim().stats().rejected.get("accept_then_close").copied().unwrap_or(0) >= 1);
+    stack.stop_and_check().await;
+}
+
+/// The recovery policy with the shipped defaults: never more than 2 attempts a second, and never
+/// more than 0.8 s between the gateway accepting again and the next attempt, however long the
+/// outage (so READY follows within about a second; the latency itself is measured by
+/// `ibgw-bench recovery`, not here).
+#[tokio::test]
+async fn reconnect_attempts_are_paced_and_the_wait_is_capped() {
+    let mut settings = fast_settings();
+    let shipped = gateway_svc::Settings::default().upstream;
+    settings.upstream.backoff_initial_ms = shipped.backoff_initial_ms;
+    settings.upstream.backoff_max_ms = shipped.backoff_max_ms;
+    let stack = start_stack_with(settings, Scenario::default()).await;
+    let started = tokio::time::Instant::now();
+    outage(&stack, Fault::AcceptThenClose { duration_ms: 3_000 }, "closed the API handshake").await;
+    let longest_wait = std::cell::Cell::new(Duration::ZERO);
+    let h = eventually("ready again after the outage", WITHIN, || async {
+        let h = stack.health().await;
+        if let Some(next) = h.next_attempt_at.clone() {
+            let next = SystemTime::try_from(next).unwrap();
+            let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+            longest_wait.set(longest_wait.get().max(wait));
+        }
+        (h.state == pb::SessionState::Ready as i32).then_some(h)
+    })
+    .await;
+    assert!(h.session_epoch >= 2);
+    let elapsed = started.elapsed().as_secs_f64();
+    let attempts = stack.sim().stats().rejected.get("accept_then_close").copied().unwrap_or(0);
+    assert!(attempts >= 3, "the outage was retried: {attempts}");
+    assert!(attempts as f64 <= elapsed * 2.0 + 1.0, "{attempts} attempts in {elapsed:.1} s: more than 2 a second");
+    let longest_wait = longest_wait.get();
+    assert!(longest_wait <= Duration::from_millis(800), "next attempt {longest_wait:?} away: over the 0.8 s cap");
     stack.stop_and_check().await;
 }
 

@@ -344,10 +344,12 @@ async fn shutdown_ends_streams_with_unavailable_and_closes_upstream_first() {
 #[tokio::test]
 async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
     // A tiny upstream buffer makes the crate drop frames during the burst. The change to AAPL is
-    // sent first, so its frame is among the oldest: the ones dropped.
+    // sent first, so its frame is among the oldest: the ones dropped. Without ledger rows the
+    // first summary snapshot fits the buffer.
     let mut settings = fast_settings();
     settings.upstream.channel_capacity = 16;
-    let stack = start_stack_with(settings, ib_sim::Scenario::default()).await;
+    let scenario = ib_sim::Scenario { ledger: Vec::new(), ..ib_sim::Scenario::default() };
+    let stack = start_stack_with(settings, scenario).await;
     let (mut s, mut view) = open(&stack).await;
     stack.sim().upsert_positions(vec![with_quantity(&stack, "AAPL", "4242")]).unwrap();
     let target = stack.sim().positions().into_iter().find(|p| p.symbol == "MSFT").unwrap();
@@ -369,4 +371,54 @@ async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
         .unwrap_or(0.0);
     assert!(lagged >= 1.0, "the burst overflowed the upstream buffer and was reconciled:\n{metrics}");
     stack.stop_and_check().await;
+}
+
+/// Frames dropped while the first snapshot is read would make it incomplete: it must never be
+/// published as LIVE. With a one-frame buffer and ledger rows the summary cannot be read whole,
+/// so the service keeps retrying and says why, serving no summary rather than a wrong one.
+#[tokio::test]
+async fn a_first_snapshot_with_dropped_frames_is_never_published() {
+    let mut settings = fast_settings();
+    settings.upstream.channel_capacity = 1;
+    let demo = gateway_svc::demo::Demo::start(
+        settings,
+        gateway_svc::demo::DemoAddrs {
+            sim_api: "127.0.0.1:0".parse().unwrap(),
+            sim_control: "127.0.0.1:0".parse().unwrap(),
+        },
+        ib_sim::Scenario::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let truth = demo.sim.account_values().len();
+    let mut client = crate::support::stack::connect(demo.service.grpc_addr).await;
+    let h = eventually("a lag during the first read to be reported", WITHIN, || {
+        let mut c = client.clone();
+        async move {
+            // Never LIVE with missing rows, at any moment.
+            if let Ok(s) = c.get_account_summary(pb::GetAccountSummaryRequest::default()).await {
+                let s = s.into_inner();
+                assert!(
+                    s.values.len() >= truth,
+                    "an incomplete summary was published: {} of {truth} rows",
+                    s.values.len()
+                );
+            }
+            let h = c.get_health(pb::GetHealthRequest {}).await.ok()?.into_inner().health?;
+            h.reason.contains("dropping frames while the first snapshot was read").then_some(h)
+        }
+    })
+    .await;
+    assert!(h.reason.contains("raise upstream.channel_capacity"), "{}", h.reason);
+    let status = client.get_account_summary(pb::GetAccountSummaryRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "no data rather than wrong data");
+    let metrics = crate::gateway_rpc::http_get(demo.service.ops_addr, "/metrics").await;
+    let lags: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("gateway_upstream_lag_total{"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    assert!(lags >= 1.0, "the lag was counted: {metrics}");
+    assert!(demo.stop().await);
 }
