@@ -7,10 +7,27 @@
 //! writes all their frames at once. Measured in docs/BENCHMARKS.md (F7).
 //!
 //! `Builder::disable_lifo_slot` is behind `--cfg tokio_unstable`, set for the workspace in
-//! `.cargo/config.toml`. A build without it still works, with the slower fan-out; the test
-//! below fails so that such a build is noticed.
+//! `.cargo/config.toml`. A `RUSTFLAGS` (or `CARGO_ENCODED_RUSTFLAGS`, or a `target.<triple>.rustflags`
+//! setting) replaces that list instead of adding to it, so such builds must repeat the flag. A
+//! build without it still works, with the slower fan-out, and never silently: the service logs a
+//! warning at start-up ([`UNTUNED_LOST`], [`UNTUNED_FIX`]), `gateway_runtime_tuned` is 0, and the
+//! tests below fail.
 
 use tokio::runtime::Builder;
+
+/// Whether this build turns the LIFO slot off (built with `--cfg tokio_unstable`). Exported as
+/// the `gateway_runtime_tuned` gauge.
+pub const TUNED: bool = cfg!(tokio_unstable);
+
+/// What a build without `--cfg tokio_unstable` loses: the `lost` field of its start-up warning
+/// ("built without --cfg tokio_unstable", logged by [`crate::server::start`]).
+pub const UNTUNED_LOST: &str = "tokio's LIFO slot stays on, so every stream message costs its HTTP/2 connection a \
+     write of its own instead of one batch per change: about twice the CPU per change with 10,000 streams \
+     (docs/BENCHMARKS.md, F7)";
+
+/// How to get the tuning back: the `fix` field of that warning.
+pub const UNTUNED_FIX: &str = "rebuild from the repository root, whose .cargo/config.toml sets the flag; if RUSTFLAGS \
+     is set, add --cfg tokio_unstable to it (RUSTFLAGS replaces config.toml's rustflags)";
 
 /// The service's runtime builder; callers add sizing and build.
 pub fn builder() -> Builder {
@@ -24,6 +41,24 @@ pub fn builder() -> Builder {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn this_build_is_tuned_and_says_so() {
+        assert!(super::TUNED, "built without --cfg tokio_unstable (RUSTFLAGS set without it?)");
+        let rendered = crate::metrics::Metrics::new().render();
+        assert!(rendered.contains("gateway_runtime_tuned 1"), "{rendered}");
+    }
+
+    #[test]
+    fn the_warning_says_what_is_lost_and_how_to_fix_it() {
+        assert!(super::UNTUNED_LOST.contains("LIFO slot") && super::UNTUNED_LOST.contains("BENCHMARKS"));
+        for needle in ["--cfg tokio_unstable", "RUSTFLAGS", ".cargo/config.toml"] {
+            assert!(super::UNTUNED_FIX.contains(needle), "{needle:?} missing from {:?}", super::UNTUNED_FIX);
+        }
+        for text in [super::UNTUNED_LOST, super::UNTUNED_FIX] {
+            assert!(!text.contains('\n') && !text.contains("  "), "one line: {text:?}");
+        }
+    }
 
     #[test]
     fn tasks_run_in_the_order_they_were_woken() {
