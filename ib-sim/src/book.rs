@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
-use crate::scenario::{AccountValue, Position, Scenario, ScenarioError, validate_position};
+use crate::scenario::{
+    AccountValue, LedgerValue, Position, Scenario, ScenarioError, validate_ledger, validate_position,
+};
 
 /// Room for a 10,000-update burst per receiver before anyone lags; a lagging connection resends
 /// its whole subscription, so a lag costs bandwidth, never correctness.
@@ -21,6 +23,8 @@ pub enum BookEvent {
     Position(Position),
     /// An account value changed.
     Value(AccountValue),
+    /// A ledger row changed.
+    Ledger(LedgerValue),
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +32,8 @@ struct Inner {
     accounts: Vec<crate::scenario::Account>,
     positions: BTreeMap<(String, i32), Position>,
     values: BTreeMap<(String, String, String), AccountValue>,
+    /// Keyed by account, currency, tag: the order a gateway groups ledger rows in.
+    ledger: BTreeMap<(String, String, String), LedgerValue>,
 }
 
 /// Shared book. `std::sync::Mutex` because no critical section awaits.
@@ -43,6 +49,10 @@ fn position_key(p: &Position) -> (String, i32) {
 
 fn value_key(v: &AccountValue) -> (String, String, String) {
     (v.account.clone(), v.tag.clone(), v.currency.clone())
+}
+
+fn ledger_key(v: &LedgerValue) -> (String, String, String) {
+    (v.account.clone(), v.currency.clone(), v.tag.clone())
 }
 
 impl Book {
@@ -66,6 +76,7 @@ impl Book {
         // The scenario was validated as a whole, so these cannot fail.
         let _ = self.replace_positions(scenario.positions.clone());
         let _ = self.replace_values(scenario.account_values.clone());
+        let _ = self.replace_ledger(scenario.ledger.clone());
     }
 
     /// Subscribes to changes.
@@ -91,6 +102,11 @@ impl Book {
     /// All account values.
     pub fn values(&self) -> Vec<AccountValue> {
         self.lock().values.values().cloned().collect()
+    }
+
+    /// All ledger rows, ordered by account, currency and tag.
+    pub fn ledger(&self) -> Vec<LedgerValue> {
+        self.lock().ledger.values().cloned().collect()
     }
 
     fn publish(&self, event: BookEvent) {
@@ -195,6 +211,32 @@ impl Book {
     }
 }
 
+impl Book {
+    fn check_ledger(&self, rows: &[LedgerValue]) -> Result<(), ScenarioError> {
+        let accounts = self.account_ids();
+        rows.iter().try_for_each(|v| validate_ledger(v, &|a| accounts.iter().any(|x| x == a)))
+    }
+
+    /// Inserts or updates ledger rows by account, currency and tag.
+    pub fn upsert_ledger(&self, rows: Vec<LedgerValue>) -> Result<(), ScenarioError> {
+        self.check_ledger(&rows)?;
+        for v in rows {
+            let changed = self.lock().ledger.insert(ledger_key(&v), v.clone()).as_ref() != Some(&v);
+            if changed {
+                self.publish(BookEvent::Ledger(v));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces every ledger row (removed rows are simply no longer reported).
+    pub fn replace_ledger(&self, rows: Vec<LedgerValue>) -> Result<(), ScenarioError> {
+        self.check_ledger(&rows)?;
+        self.lock().ledger.retain(|k, _| rows.iter().any(|v| &ledger_key(v) == k));
+        self.upsert_ledger(rows)
+    }
+}
+
 /// Formats a quantity the way IB prints a Decimal: no trailing `.0`.
 fn format_decimal(v: f64) -> String {
     if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v}") }
@@ -226,6 +268,20 @@ mod tests {
         let end = book.burst(1000, None);
         assert_eq!(end, Some(format_decimal(first.quantity_f64() + 1000.0)));
         assert_eq!(book.positions()[0].quantity, end.unwrap_or_default());
+    }
+
+    #[test]
+    fn ledger_rows_are_upserted_by_account_currency_and_tag() {
+        let book = Book::new(&Scenario::default());
+        let mut rx = book.subscribe();
+        let mut row = book.ledger()[0].clone();
+        row.value = "42.00".into();
+        assert!(book.upsert_ledger(vec![row.clone()]).is_ok());
+        assert_eq!(rx.try_recv().ok().as_deref(), Some(&BookEvent::Ledger(row.clone())));
+        assert!(book.upsert_ledger(vec![row.clone()]).is_ok());
+        assert!(rx.try_recv().is_err(), "unchanged rows publish nothing");
+        assert_eq!(book.ledger().len(), Scenario::default().ledger.len());
+        assert!(book.upsert_ledger(vec![LedgerValue { account: "NOPE".into(), ..row }]).is_err());
     }
 
     #[test]

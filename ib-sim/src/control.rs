@@ -5,6 +5,7 @@
 //! | GET | `/stats` | | connection and request counters |
 //! | GET, PUT, PATCH | `/positions` | `[Position]` | read, replace all, upsert (quantity "0" closes) |
 //! | GET, PUT, PATCH | `/account-values` | `[AccountValue]` | read, replace all, upsert |
+//! | GET, PUT, PATCH | `/ledger` | `[LedgerValue]` | read, replace all, upsert |
 //! | POST | `/faults` | `Fault` | inject now |
 //! | POST | `/reset` | | scenario data, no faults, zero counters |
 
@@ -20,7 +21,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::fault::Fault;
-use crate::scenario::{AccountValue, Position, ScenarioError};
+use crate::scenario::{AccountValue, LedgerValue, Position, ScenarioError};
 use crate::sim::{Shared, SimError};
 use crate::stats::Stats;
 
@@ -33,6 +34,7 @@ pub(crate) async fn start(shared: Arc<Shared>, addr: SocketAddr) -> Result<Socke
         .route("/stats", get(stats))
         .route("/positions", get(positions).put(put_positions).patch(patch_positions))
         .route("/account-values", get(values).put(put_values).patch(patch_values))
+        .route("/ledger", get(ledger).put(put_ledger).patch(patch_ledger))
         .route("/faults", post(fault))
         .route("/reset", post(reset))
         .route("/healthz", get(|| async { "ok" }))
@@ -83,6 +85,18 @@ async fn put_values(State(s): AppState, Json(body): Json<Vec<AccountValue>>) -> 
 
 async fn patch_values(State(s): AppState, Json(body): Json<Vec<AccountValue>>) -> Response {
     done(s.book.upsert_values(body))
+}
+
+async fn ledger(State(s): AppState) -> Json<Vec<LedgerValue>> {
+    Json(s.book.ledger())
+}
+
+async fn put_ledger(State(s): AppState, Json(body): Json<Vec<LedgerValue>>) -> Response {
+    done(s.book.replace_ledger(body))
+}
+
+async fn patch_ledger(State(s): AppState, Json(body): Json<Vec<LedgerValue>>) -> Response {
+    done(s.book.upsert_ledger(body))
 }
 
 async fn fault(State(s): AppState, Json(body): Json<Fault>) -> Response {

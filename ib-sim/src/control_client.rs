@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fault::Fault;
-use crate::scenario::{AccountValue, Position};
+use crate::scenario::{AccountValue, LedgerValue, Position};
 
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,16 @@ impl ControlClient {
     /// `PATCH /account-values`.
     pub async fn upsert_account_values(&self, values: &[AccountValue]) -> Result<(), ControlError> {
         self.call("PATCH", "/account-values", Some(&values)).await.map(drop)
+    }
+
+    /// `PATCH /ledger`.
+    pub async fn upsert_ledger(&self, rows: &[LedgerValue]) -> Result<(), ControlError> {
+        self.call("PATCH", "/ledger", Some(&rows)).await.map(drop)
+    }
+
+    /// `GET /ledger`.
+    pub async fn ledger(&self) -> Result<Vec<LedgerValue>, ControlError> {
+        self.json("GET", "/ledger", None::<&()>).await
     }
 
     /// `POST /reset`.

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
+use crate::farm::{FarmState, Notice};
+
 /// A fault to inject, as posted to `POST /faults` or scheduled in a scenario.
 ///
 /// JSON form: `{"kind": "restart", "down_ms": 500}`.
@@ -69,6 +71,14 @@ pub enum Fault {
         /// Window length.
         duration_ms: u64,
     },
+    /// One named farm changes state: every open connection gets the matching notice, and new
+    /// connections see the new state. Farms break and recover outside maintenance too.
+    Farm {
+        /// Farm name, e.g. `usfarm`; must be one of the scenario's farms.
+        name: String,
+        /// New state.
+        state: FarmState,
+    },
 }
 
 impl Fault {
@@ -86,6 +96,7 @@ impl Fault {
             Fault::OversizedFrame => "oversized_frame",
             Fault::Burst { .. } => "burst",
             Fault::Maintenance { .. } => "maintenance",
+            Fault::Farm { .. } => "farm",
         }
     }
 }
@@ -99,6 +110,8 @@ pub(crate) struct Windows {
     pub(crate) duplicate_id_until: Option<Instant>,
     /// Set while IB's link is down (1100 sent, restore pending).
     pub(crate) link_down: bool,
+    /// When the latest link outage ends; overlapping outages extend it.
+    pub(crate) link_until: Option<Instant>,
 }
 
 impl Windows {
@@ -121,10 +134,12 @@ pub(crate) enum ConnCommand {
     Drop,
     /// Stop answering, keep the socket.
     Silence,
-    /// IB link lost; `maintenance` adds farm-broken notices.
-    LinkLost { maintenance: bool },
-    /// IB link back; `data_lost` picks 1101 over 1102.
-    LinkRestored { data_lost: bool, maintenance: bool },
+    /// IB link lost: 1100, then the notices of the farms it broke.
+    LinkLost { farms: Vec<Notice> },
+    /// IB link back (`data_lost` picks 1101 over 1102), then the notices of the farms it restored.
+    LinkRestored { data_lost: bool, farms: Vec<Notice> },
+    /// Farm notices to pass on as they are.
+    Farms(Vec<Notice>),
     /// Write raw bytes that break framing.
     Raw(Vec<u8>),
 }
@@ -154,6 +169,9 @@ mod tests {
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"meteor"}"#).is_err());
         let text = serde_json::to_string(&Fault::Silence).unwrap_or_default();
         assert_eq!(text, r#"{"kind":"silence"}"#);
+        let f: Result<Fault, _> = serde_json::from_str(r#"{"kind":"farm","name":"usfarm","state":"broken"}"#);
+        assert_eq!(f.ok(), Some(Fault::Farm { name: "usfarm".into(), state: FarmState::Broken }));
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"farm","name":"usfarm","state":"down"}"#).is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,8 +3,9 @@
 //!
 //! It negotiates versions as a gateway does, speaks the text codec (≤ 200) and the protobuf codec
 //! (≥ 213), serves accounts, positions, account summary, account updates, PnL and time with real
-//! semantics, enforces client-id uniqueness and the client limit, and injects the failures real
-//! gateways show (restarts, refusals, stalls, half-open links, 1100/1101/1102, 326, bad frames).
+//! semantics, enforces client-id uniqueness and the client limit, reports named data farms, and
+//! injects the failures real gateways show (restarts, refusals, stalls, half-open links,
+//! 1100/1101/1102, farm outages, 326, bad frames).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ib_sim::SimError> {
@@ -19,6 +20,7 @@ mod book;
 mod connection;
 mod control;
 pub mod control_client;
+mod farm;
 mod fault;
 pub mod frame;
 pub mod message;
@@ -26,10 +28,14 @@ mod pb;
 mod scenario;
 mod sim;
 mod stats;
+mod summary;
 
 pub use book::{Book, BookEvent};
 pub use control_client::ControlClient;
+pub use farm::{Farm, FarmKind, FarmState};
 pub use fault::Fault;
-pub use scenario::{Account, AccountValue, DEFAULT_SCENARIO, Position, Scenario, ScenarioError, ScheduledFault};
+pub use scenario::{
+    Account, AccountValue, DEFAULT_SCENARIO, LedgerValue, Position, Scenario, ScenarioError, ScheduledFault,
+};
 pub use sim::{Sim, SimConfig, SimError};
 pub use stats::{ClosedConnection, Closer, OpenConnection, Stats};

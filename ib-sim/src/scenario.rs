@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::farm::Farm;
 use crate::fault::Fault;
 
 /// The built-in scenario: two paper accounts, stocks, an ETF and an option.
@@ -19,8 +20,8 @@ pub struct Scenario {
     /// Simultaneous API clients allowed; the next one is accepted and closed at once.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
-    /// How often subscribed account-summary rows are re-sent unchanged (a gateway does it every
-    /// 3 minutes).
+    /// Cadence of account-summary updates: after the first full answer, the values that changed
+    /// since the last batch are sent once per period (a gateway's period is 3 minutes).
     #[serde(default = "default_summary_refresh_ms")]
     pub account_summary_refresh_ms: u64,
     /// How often a PnL subscription gets an update.
@@ -37,6 +38,13 @@ pub struct Scenario {
     /// Account values: the rows of account summary and account updates.
     #[serde(default)]
     pub account_values: Vec<AccountValue>,
+    /// Per-currency cash-balance rows, reported for the `$LEDGER` tags of account summary and by
+    /// account updates.
+    #[serde(default)]
+    pub ledger: Vec<LedgerValue>,
+    /// Data farms, reported by name after START_API (a US paper account's farms when absent).
+    #[serde(default = "crate::farm::default_farms")]
+    pub farms: Vec<Farm>,
     /// Faults to inject on a timetable (for soak tests).
     #[serde(default)]
     pub schedule: Vec<ScheduledFault>,
@@ -168,6 +176,34 @@ pub struct AccountValue {
     pub currency: String,
 }
 
+/// One ledger row: a cash-balance tag of one account in one currency.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerValue {
+    /// Owning account.
+    pub account: String,
+    /// `BASE` for the base-currency totals, otherwise a currency code such as `EUR`.
+    pub currency: String,
+    /// Tag name as IB spells it, e.g. `CashBalance`.
+    pub tag: String,
+    /// Value as text.
+    pub value: String,
+}
+
+/// Checks one ledger row against the account list.
+pub(crate) fn validate_ledger(v: &LedgerValue, known: &dyn Fn(&str) -> bool) -> Result<(), ScenarioError> {
+    if !known(&v.account) {
+        return Err(ScenarioError::Invalid(format!("ledger row {} names unknown account {}", v.tag, v.account)));
+    }
+    if v.currency.is_empty() || v.tag.is_empty() {
+        return Err(ScenarioError::Invalid(format!(
+            "ledger row of {} needs a currency and a tag (got {:?} and {:?})",
+            v.account, v.currency, v.tag
+        )));
+    }
+    Ok(())
+}
+
 /// A fault injected at a time offset from start, optionally repeated.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +280,17 @@ impl Scenario {
                 return invalid(format!("account value {} names unknown account {}", v.tag, v.account));
             }
         }
+        for v in &self.ledger {
+            validate_ledger(v, &known)?;
+        }
+        crate::farm::validate(&self.farms).map_err(ScenarioError::Invalid)?;
+        for item in &self.schedule {
+            if let Fault::Farm { name, .. } = &item.fault
+                && !self.farms.iter().any(|f| &f.name == name)
+            {
+                return invalid(format!("scheduled farm fault names unknown farm {name}"));
+            }
+        }
         Ok(())
     }
 }
@@ -286,6 +333,36 @@ mod tests {
             assert!(s.positions.iter().any(|p| p.sec_type == kind), "{kind} missing");
         }
         assert!(s.positions.iter().any(|p| p.symbol == "SPY"), "an ETF is part of the default");
+        assert_eq!(s.farms, crate::farm::default_farms(), "the file lists the same farms as the built-in default");
+        for a in &s.accounts {
+            for ccy in ["BASE", "USD", "EUR"] {
+                assert!(
+                    s.ledger.iter().any(|l| l.account == a.id && l.currency == ccy),
+                    "{} has no {ccy} ledger",
+                    a.id
+                );
+            }
+        }
+        assert_eq!(s.account_summary_refresh_ms, 180_000, "a gateway's cadence is 3 minutes");
+    }
+
+    #[test]
+    fn farms_default_when_absent_and_are_validated() {
+        let minimal = Scenario::from_toml("[[accounts]]\nid='A'").ok().map(|s| s.farms);
+        assert_eq!(minimal, Some(crate::farm::default_farms()));
+        let none = Scenario::from_toml("farms = []\n[[accounts]]\nid='A'").ok().map(|s| s.farms.len());
+        assert_eq!(none, Some(0));
+        let farm = "[[farms]]\nname='secdefil'\nkind='secdef'\nstate='inactive'\n";
+        assert!(Scenario::from_toml(&format!("{farm}[[accounts]]\nid='A'")).is_err());
+        assert!(Scenario::from_toml(&format!("{}[[accounts]]\nid='A'", farm.replace("inactive", "broken"))).is_ok());
+        assert!(Scenario::from_toml(&format!("{}[[accounts]]\nid='A'", farm.replace("secdef'", "tape'"))).is_err());
+        let scheduled = "[[accounts]]\nid='A'\n[[schedule]]\nat_ms=1\nfault={kind='farm',name='nope',state='ok'}";
+        assert!(Scenario::from_toml(scheduled).is_err());
+        assert!(Scenario::from_toml(&scheduled.replace("nope", "usfarm")).is_ok());
+        let ledger = "[[accounts]]\nid='A'\n[[ledger]]\naccount='B'\ncurrency='EUR'\ntag='CashBalance'\nvalue='1'";
+        assert!(Scenario::from_toml(ledger).is_err());
+        assert!(Scenario::from_toml(&ledger.replace("'B'", "'A'")).is_ok());
+        assert!(Scenario::from_toml(&ledger.replace("'B'", "'A'").replace("'EUR'", "''")).is_err());
     }
 
     #[test]

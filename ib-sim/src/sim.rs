@@ -14,8 +14,9 @@ use tracing::{info, warn};
 
 use crate::book::Book;
 use crate::connection::{self, Admission};
+use crate::farm::{Farms, Notice};
 use crate::fault::{ConnCommand, Fault, Windows, malformed_frame, oversized_frame};
-use crate::scenario::{AccountValue, Position, Scenario, ScenarioError};
+use crate::scenario::{AccountValue, LedgerValue, Position, Scenario, ScenarioError};
 use crate::stats::Stats;
 
 /// Where the simulator listens and what it simulates.
@@ -76,6 +77,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     scenario: Scenario,
     stats: Mutex<Stats>,
+    /// Farm states. Held while a farm or link change is broadcast and while a new connection
+    /// subscribes, so every connection sees each change exactly once. Lock order: farms, then
+    /// windows.
+    farms: Mutex<Farms>,
     windows: Mutex<Windows>,
     /// Wakes the accept loop when a refuse window opens.
     windows_changed: Notify,
@@ -98,6 +103,19 @@ impl Shared {
 
     pub(crate) fn windows(&self) -> MutexGuard<'_, Windows> {
         lock(&self.windows)
+    }
+
+    fn farms(&self) -> MutexGuard<'_, Farms> {
+        lock(&self.farms)
+    }
+
+    /// What a connection that has just been granted its client id needs: a command receiver
+    /// that misses nothing from now on, the current farm notices, and whether IB's link is down.
+    pub(crate) fn startup_view(&self) -> (broadcast::Receiver<ConnCommand>, Vec<Notice>, bool) {
+        let farms = self.farms();
+        let commands = self.commands.subscribe();
+        let link_down = self.windows().link_down;
+        (commands, farms.notices(), link_down)
     }
 
     pub(crate) fn next_order_id(&self) -> i32 {
@@ -139,6 +157,12 @@ impl Shared {
     /// Applies a fault now.
     pub(crate) fn inject(self: &Arc<Self>, fault: Fault) -> Result<(), SimError> {
         info!(fault = ?fault, "injecting fault");
+        if let Fault::Farm { name, state } = &fault {
+            // Checked before it is counted: an unknown farm is a caller's mistake, not a fault.
+            let mut farms = self.farms();
+            let notice = farms.set(name, *state).map_err(|e| SimError::BadFault(e.to_string()))?;
+            self.broadcast(ConnCommand::Farms(vec![notice]));
+        }
         *self.stats().faults.entry(fault.name().to_owned()).or_default() += 1;
         {
             let mut w = self.windows();
@@ -148,7 +172,6 @@ impl Shared {
                 Fault::AcceptThenClose { duration_ms } => Windows::open(&mut w.accept_close_until, *duration_ms),
                 Fault::StallHandshake { duration_ms } => Windows::open(&mut w.stall_until, *duration_ms),
                 Fault::DuplicateId { duration_ms } => Windows::open(&mut w.duplicate_id_until, *duration_ms),
-                Fault::LinkLost { .. } | Fault::Maintenance { .. } => w.link_down = true,
                 _ => {}
             }
         }
@@ -158,8 +181,8 @@ impl Shared {
             Fault::Silence => self.broadcast(ConnCommand::Silence),
             Fault::MalformedFrame => self.broadcast(ConnCommand::Raw(malformed_frame())),
             Fault::OversizedFrame => self.broadcast(ConnCommand::Raw(oversized_frame())),
-            Fault::LinkLost { restore_ms, data_lost } => self.link_outage(restore_ms, data_lost, false),
-            Fault::Maintenance { duration_ms } => self.link_outage(duration_ms, false, true),
+            Fault::LinkLost { restore_ms, data_lost } => self.link_outage(restore_ms, data_lost),
+            Fault::Maintenance { duration_ms } => self.link_outage(duration_ms, false),
             Fault::Burst { count, con_id, account } => {
                 let key = match (account, con_id) {
                     (Some(a), Some(c)) => Some((a, c)),
@@ -177,32 +200,61 @@ impl Shared {
             Fault::Refuse { .. }
             | Fault::AcceptThenClose { .. }
             | Fault::StallHandshake { .. }
-            | Fault::DuplicateId { .. } => {}
+            | Fault::DuplicateId { .. }
+            | Fault::Farm { .. } => {}
         }
         Ok(())
     }
 
-    fn link_outage(self: &Arc<Self>, restore_ms: u64, data_lost: bool, maintenance: bool) {
-        self.broadcast(ConnCommand::LinkLost { maintenance });
+    /// IB's link drops: the OK farms break with it. Overlapping outages end together, when the
+    /// latest one does.
+    fn link_outage(self: &Arc<Self>, restore_ms: u64, data_lost: bool) {
+        let until = Instant::now() + Duration::from_millis(restore_ms);
+        {
+            let mut farms = self.farms();
+            let mut w = self.windows();
+            w.link_down = true;
+            w.link_until = Some(w.link_until.map_or(until, |u| u.max(until)));
+            drop(w);
+            self.broadcast(ConnCommand::LinkLost { farms: farms.break_ok() });
+        }
         let shared = Arc::clone(self);
         self.tracker.spawn(async move {
             tokio::select! {
-                () = sleep(Duration::from_millis(restore_ms)) => {
-                    shared.windows().link_down = false;
-                    shared.broadcast(ConnCommand::LinkRestored { data_lost, maintenance });
-                }
+                () = sleep_until(until) => shared.restore_link(data_lost),
                 () = shared.shutdown.cancelled() => {}
             }
         });
     }
 
-    /// Back to the scenario: book, faults and counters.
+    fn restore_link(&self, data_lost: bool) {
+        let mut farms = self.farms();
+        {
+            let mut w = self.windows();
+            // Already restored (reset), or a later outage extended this one.
+            if !w.link_down || Windows::active(w.link_until) {
+                return;
+            }
+            w.link_down = false;
+            w.link_until = None;
+        }
+        self.broadcast(ConnCommand::LinkRestored { data_lost, farms: farms.restore() });
+    }
+
+    /// Back to the scenario: book, farms, faults and counters.
     pub(crate) fn reset(&self) {
-        *self.windows() = Windows::default();
+        {
+            let mut farms = self.farms();
+            *self.windows() = Windows::default();
+            self.broadcast(ConnCommand::LinkRestored { data_lost: false, farms: Vec::new() });
+            let changed = farms.reset(&self.scenario.farms);
+            if !changed.is_empty() {
+                self.broadcast(ConnCommand::Farms(changed));
+            }
+        }
         self.windows_changed.notify_one();
         self.book.load(&self.scenario);
         self.stats().reset();
-        self.broadcast(ConnCommand::LinkRestored { data_lost: false, maintenance: false });
     }
 }
 
@@ -239,6 +291,7 @@ impl Sim {
             shutdown: CancellationToken::new(),
             scenario: s.clone(),
             stats: Mutex::default(),
+            farms: Mutex::new(Farms::new(s.farms.clone())),
             windows: Mutex::default(),
             windows_changed: Notify::new(),
             clients: Mutex::default(),
@@ -297,6 +350,16 @@ impl Sim {
     /// Current account values.
     pub fn account_values(&self) -> Vec<AccountValue> {
         self.shared.book.values()
+    }
+
+    /// Inserts or updates ledger rows; account-summary subscribers see them at their next batch.
+    pub fn upsert_ledger(&self, rows: Vec<LedgerValue>) -> Result<(), SimError> {
+        Ok(self.shared.book.upsert_ledger(rows)?)
+    }
+
+    /// Current ledger rows.
+    pub fn ledger(&self) -> Vec<LedgerValue> {
+        self.shared.book.ledger()
     }
 
     /// Back to the scenario's data, no faults, zeroed counters.

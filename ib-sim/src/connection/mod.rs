@@ -1,4 +1,5 @@
 //! One API client connection: handshake, START_API, then requests, pushed updates and faults.
+//! What each request is answered with lives in [`requests`].
 //!
 //! The task owns its socket outright. It reads with `read_buf` into a `BytesMut`, which keeps the
 //! `select!` below cancellation safe: bytes read before another branch wins stay in the buffer.
@@ -9,16 +10,20 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Duration, Instant, MissedTickBehavior, timeout};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::book::BookEvent;
+use crate::farm::Notice;
 use crate::fault::{ConnCommand, Windows};
 use crate::frame::{self, Codec, FrameError};
 use crate::message::{Reply, Request, decode_request, encode_reply};
 use crate::sim::Shared;
 use crate::stats::{ClosedConnection, Closer};
+use crate::summary::Subscription;
+
+mod requests;
 
 /// A gateway gives a client this long to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,8 +33,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const PEER_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Events drained per wake-up, so a burst is written in large batches.
 const EVENT_BATCH: usize = 512;
-/// At most two account-summary subscriptions per client, as a gateway enforces.
-const MAX_SUMMARIES: usize = 2;
 
 /// How and why a connection ends.
 #[derive(Debug)]
@@ -55,8 +58,8 @@ impl Ending {
 #[derive(Debug, Default)]
 struct Subscriptions {
     positions: bool,
-    /// reqId → requested tags.
-    summaries: BTreeMap<i32, Vec<String>>,
+    /// reqId → what it asked for and what it was last sent.
+    summaries: BTreeMap<i32, Subscription>,
     account_updates: Option<String>,
     /// reqId → account.
     pnl: BTreeMap<i32, String>,
@@ -80,6 +83,8 @@ pub(crate) struct Connection {
     version: u32,
     client_id: Option<i32>,
     subs: Subscriptions,
+    /// Control commands, subscribed at START_API together with the farm snapshot.
+    commands: Option<broadcast::Receiver<ConnCommand>>,
     silent: bool,
     link_down: bool,
     /// Updates were held while the link was down.
@@ -104,6 +109,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64, admis
         version: 0,
         client_id: None,
         subs: Subscriptions::default(),
+        commands: None,
         silent: false,
         link_down: false,
         missed: false,
@@ -246,11 +252,12 @@ impl Connection {
         let accounts = self.shared.book.account_ids().join(",");
         self.send(&Reply::ManagedAccounts(accounts));
         self.send(&Reply::NextValidId(self.shared.next_order_id()));
-        for (code, text) in FARMS_OK {
-            self.send(&Reply::Error { id: -1, code, message: text });
-        }
-        if self.shared.windows().link_down {
-            self.link_lost(false);
+        // From here on no farm or link change can slip between what we report and what we hear.
+        let (commands, farms, link_down) = self.shared.startup_view();
+        self.commands = Some(commands);
+        self.send_notices(&farms);
+        if link_down {
+            self.link_lost(&[]);
         }
         self.flush().await
     }
@@ -263,7 +270,7 @@ impl Connection {
     async fn main_loop(&mut self) -> Result<std::convert::Infallible, Ending> {
         let shared = Arc::clone(&self.shared);
         let mut book_rx = shared.book.subscribe();
-        let mut commands = shared.commands.subscribe();
+        let mut commands = self.commands.take().unwrap_or_else(|| shared.commands.subscribe());
         let mut summary_tick = ticker(shared.settings.summary_refresh);
         let mut pnl_tick = ticker(shared.settings.pnl_interval);
         loop {
@@ -282,7 +289,7 @@ impl Connection {
                     Err(RecvError::Lagged(_)) => return Err(Ending::server("control commands lagged")),
                     Err(RecvError::Closed) => return Err(Ending::server("simulator stopped")),
                 },
-                _ = summary_tick.tick() => self.refresh_summaries(),
+                _ = summary_tick.tick() => self.send_summary_changes(),
                 _ = pnl_tick.tick() => self.send_pnl(),
                 () = shared.shutdown.cancelled() => return Err(Ending::server("simulator shutting down")),
             }
@@ -339,158 +346,6 @@ impl Connection {
         }
     }
 
-    fn on_request(&mut self, req: Request) {
-        let order_class = matches!(req, Request::OrderClass { .. });
-        self.shared.stats().request(req.name(), order_class);
-        debug!(conn = self.id, request = %req.name(), "request");
-        match req {
-            Request::StartApi { .. } => {
-                self.send(&Reply::Error {
-                    id: -1,
-                    code: 321,
-                    message: "Error validating request: API already started",
-                });
-            }
-            Request::ManagedAccounts => self.send(&Reply::ManagedAccounts(self.shared.book.account_ids().join(","))),
-            Request::Ids => self.send(&Reply::NextValidId(self.shared.next_order_id())),
-            Request::CurrentTime => self.send(&Reply::CurrentTime(jiff::Timestamp::now().as_second())),
-            Request::CurrentTimeMillis => self.send(&Reply::CurrentTimeMillis(jiff::Timestamp::now().as_millisecond())),
-            Request::Positions => {
-                self.subs.positions = true;
-                self.send_all_positions();
-                self.send(&Reply::PositionEnd);
-            }
-            Request::CancelPositions => self.subs.positions = false,
-            Request::AccountSummary { req_id, group: _, tags } => {
-                if self.subs.summaries.len() >= MAX_SUMMARIES && !self.subs.summaries.contains_key(&req_id) {
-                    self.send(&Reply::Error {
-                        id: req_id,
-                        code: 322,
-                        message: "Error processing request: Maximum number of account summary requests exceeded",
-                    });
-                    return;
-                }
-                self.subs.summaries.insert(req_id, tags);
-                self.send_summary(req_id);
-                self.send(&Reply::AccountSummaryEnd { req_id });
-            }
-            Request::CancelAccountSummary { req_id } => {
-                self.subs.summaries.remove(&req_id);
-            }
-            Request::AccountUpdates { subscribe, account } => self.account_updates(subscribe, account),
-            Request::Pnl { req_id, account } => {
-                if self.shared.book.account_pnl(&account).is_none() {
-                    let msg = format!("Error validating request: unknown account {account}");
-                    self.send(&Reply::Error { id: req_id, code: 321, message: &msg });
-                    return;
-                }
-                self.subs.pnl.insert(req_id, account);
-                self.send_pnl_for(req_id);
-            }
-            Request::CancelPnl { req_id } => {
-                if self.subs.pnl.remove(&req_id).is_none() {
-                    self.send(&Reply::Error {
-                        id: req_id,
-                        code: 10185,
-                        message: "Failed to cancel PNL (not subscribed)",
-                    });
-                }
-            }
-            Request::OpenOrders => self.send(&Reply::OpenOrderEnd),
-            Request::AutoOpenOrders | Request::CancelAccountUpdatesMulti => {}
-            Request::CompletedOrders => self.send(&Reply::CompletedOrdersEnd),
-            Request::Executions { req_id } => self.send(&Reply::ExecutionDataEnd { req_id }),
-            Request::AccountUpdatesMulti { req_id } => self.send(&Reply::AccountUpdateMultiEnd { req_id }),
-            Request::OrderClass { msg_id } => {
-                warn!(conn = self.id, msg_id, "order-class message received by a read-only gateway");
-                self.send(&Reply::Error {
-                    id: -1,
-                    code: 321,
-                    message: "Error validating request: the API is in read-only mode",
-                });
-            }
-            Request::Unknown { msg_id } => {
-                let msg = format!("Error validating request: unsupported message id {msg_id}");
-                self.send(&Reply::Error { id: -1, code: 321, message: &msg });
-            }
-        }
-    }
-
-    fn send_all_positions(&mut self) {
-        for p in self.shared.book.positions() {
-            self.send(&Reply::Position(&p));
-        }
-    }
-
-    fn send_summary(&mut self, req_id: i32) {
-        let Some(tags) = self.subs.summaries.get(&req_id).cloned() else { return };
-        for v in self.shared.book.values() {
-            if tags.iter().any(|t| t == &v.tag) {
-                self.send(&Reply::AccountSummary {
-                    req_id,
-                    account: &v.account,
-                    tag: &v.tag,
-                    value: &v.value,
-                    currency: &v.currency,
-                });
-            }
-        }
-    }
-
-    fn refresh_summaries(&mut self) {
-        let ids: Vec<i32> = self.subs.summaries.keys().copied().collect();
-        self.for_each_live(ids, Self::send_summary);
-    }
-
-    /// Periodic pushes go quiet while IB's link is down, as a gateway's do.
-    fn for_each_live(&mut self, req_ids: Vec<i32>, send: fn(&mut Self, i32)) {
-        if self.link_down {
-            return;
-        }
-        for req_id in req_ids {
-            send(self, req_id);
-        }
-    }
-
-    fn account_updates(&mut self, subscribe: bool, account: String) {
-        if !subscribe {
-            self.subs.account_updates = None;
-            return;
-        }
-        if !self.shared.book.account_ids().contains(&account) {
-            let msg = format!("Error validating request: unknown account {account}");
-            self.send(&Reply::Error { id: -1, code: 321, message: &msg });
-            return;
-        }
-        for v in self.shared.book.values().iter().filter(|v| v.account == account) {
-            self.send(&Reply::AccountValue {
-                key: &v.tag,
-                value: &v.value,
-                currency: &v.currency,
-                account: &v.account,
-            });
-        }
-        for p in self.shared.book.positions().iter().filter(|p| p.account == account) {
-            self.send(&Reply::Portfolio(p));
-        }
-        self.send(&Reply::AccountUpdateTime(jiff::Zoned::now().strftime("%H:%M").to_string()));
-        self.send(&Reply::AccountDownloadEnd(&account));
-        self.subs.account_updates = Some(account);
-    }
-
-    fn send_pnl(&mut self) {
-        let ids: Vec<i32> = self.subs.pnl.keys().copied().collect();
-        self.for_each_live(ids, Self::send_pnl_for);
-    }
-
-    fn send_pnl_for(&mut self, req_id: i32) {
-        let Some(account) = self.subs.pnl.get(&req_id) else { return };
-        let Some((daily, realized)) = self.shared.book.account_pnl(account) else { return };
-        let unrealized =
-            self.shared.book.positions().iter().filter(|p| &p.account == account).map(|p| p.unrealized_pnl()).sum();
-        self.send(&Reply::Pnl { req_id, daily, unrealized, realized });
-    }
-
     fn on_book_event(
         &mut self,
         first: Result<Arc<BookEvent>, RecvError>,
@@ -520,51 +375,6 @@ impl Connection {
         }
     }
 
-    fn push_event(&mut self, ev: &BookEvent) {
-        if self.link_down {
-            self.missed = true;
-            return;
-        }
-        match ev {
-            BookEvent::Position(p) => {
-                if self.subs.positions {
-                    self.send(&Reply::Position(p));
-                }
-                if self.subs.account_updates.as_deref() == Some(p.account.as_str()) {
-                    self.send(&Reply::Portfolio(p));
-                }
-            }
-            BookEvent::Value(v) => {
-                let req_ids: Vec<i32> =
-                    self.subs.summaries.iter().filter(|(_, tags)| tags.contains(&v.tag)).map(|(id, _)| *id).collect();
-                for req_id in req_ids {
-                    self.send(&Reply::AccountSummary {
-                        req_id,
-                        account: &v.account,
-                        tag: &v.tag,
-                        value: &v.value,
-                        currency: &v.currency,
-                    });
-                }
-                if self.subs.account_updates.as_deref() == Some(v.account.as_str()) {
-                    self.send(&Reply::AccountValue {
-                        key: &v.tag,
-                        value: &v.value,
-                        currency: &v.currency,
-                        account: &v.account,
-                    });
-                }
-            }
-        }
-    }
-
-    fn resend_all(&mut self) {
-        if self.subs.positions {
-            self.send_all_positions();
-        }
-        self.refresh_summaries();
-    }
-
     fn on_command(&mut self, cmd: ConnCommand) -> Result<(), Ending> {
         match cmd {
             ConnCommand::Drop => return Err(Ending::server("gateway restart")),
@@ -572,28 +382,34 @@ impl Connection {
                 info!(conn = self.id, "going silent (half-open)");
                 self.silent = true;
             }
-            ConnCommand::LinkLost { maintenance } => self.link_lost(maintenance),
-            ConnCommand::LinkRestored { data_lost, maintenance } => self.link_restored(data_lost, maintenance),
+            ConnCommand::LinkLost { farms } => self.link_lost(&farms),
+            ConnCommand::LinkRestored { data_lost, farms } => self.link_restored(data_lost, &farms),
+            ConnCommand::Farms(notices) => self.send_notices(&notices),
             ConnCommand::Raw(bytes) => self.out.extend_from_slice(&bytes),
         }
         Ok(())
     }
 
-    fn link_lost(&mut self, maintenance: bool) {
-        self.link_down = true;
-        self.send(&Reply::Error {
-            id: -1,
-            code: 1100,
-            message: "Connectivity between IB and Trader Workstation has been lost.",
-        });
-        if maintenance {
-            for (code, text) in FARMS_BROKEN {
-                self.send(&Reply::Error { id: -1, code, message: text });
-            }
+    fn send_notices(&mut self, notices: &[Notice]) {
+        for n in notices {
+            self.send(&Reply::Error { id: -1, code: n.code, message: &n.text });
         }
     }
 
-    fn link_restored(&mut self, data_lost: bool, maintenance: bool) {
+    /// 1100 (once per outage), then the farms the outage broke.
+    fn link_lost(&mut self, farms: &[Notice]) {
+        if !self.link_down {
+            self.link_down = true;
+            self.send(&Reply::Error {
+                id: -1,
+                code: 1100,
+                message: "Connectivity between IB and Trader Workstation has been lost.",
+            });
+        }
+        self.send_notices(farms);
+    }
+
+    fn link_restored(&mut self, data_lost: bool, farms: &[Notice]) {
         if !self.link_down {
             return;
         }
@@ -612,31 +428,14 @@ impl Connection {
                 code: 1102,
                 message: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
             });
-            if std::mem::take(&mut self.missed) {
+            if self.missed {
                 self.resend_all();
             }
         }
-        if maintenance {
-            for (code, text) in FARMS_OK {
-                self.send(&Reply::Error { id: -1, code, message: text });
-            }
-        }
+        self.send_notices(farms);
         self.missed = false;
     }
 }
-
-/// The farm notices a gateway sends after START_API.
-const FARMS_OK: [(i32, &str); 3] = [
-    (2104, "Market data farm connection is OK:usfarm"),
-    (2106, "HMDS data farm connection is OK:ushmds"),
-    (2158, "Sec-def data farm connection is OK:secdefnj"),
-];
-
-const FARMS_BROKEN: [(i32, &str); 3] = [
-    (2103, "Market data farm connection is broken:usfarm"),
-    (2105, "HMDS data farm connection is broken:ushmds"),
-    (2157, "Sec-def data farm connection is broken:secdefnj"),
-];
 
 fn ticker(period: Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval_at(Instant::now() + period, period);
