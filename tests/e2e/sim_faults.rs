@@ -8,6 +8,9 @@ use ib_sim::{ControlClient, Fault, Scenario};
 use crate::support::wire::{Read, WireClient};
 use crate::support::{eventually, start_sim, start_sim_with};
 
+mod farms;
+mod summary;
+
 const SHORT: Duration = Duration::from_millis(300);
 const WITHIN: Duration = Duration::from_secs(5);
 
@@ -16,15 +19,36 @@ fn is_error(code: &str) -> impl Fn(&[String]) -> bool + '_ {
     move |f: &[String]| f[0] == "4" && f.get(3).map(String::as_str) == Some(code)
 }
 
+/// A farm notice (2103..2108, 2157, 2158), which can come at any time.
+fn is_farm_notice(f: &[String]) -> bool {
+    f[0] == "4" && matches!(f[3].as_str(), "2103" | "2104" | "2105" | "2106" | "2107" | "2108" | "2157" | "2158")
+}
+
 #[tokio::test]
 async fn handshake_negotiates_text_and_sends_the_start_up_sequence() {
     let sim = start_sim().await;
     let (_c, frames) = WireClient::start(sim.api_addr(), 5).await;
     let ids: Vec<&str> = frames.iter().map(|f| f[0].as_str()).collect();
-    assert_eq!(ids, ["15", "9", "4", "4", "4"], "managedAccounts, nextValidId, three farm notices");
+    assert_eq!(
+        ids,
+        ["15", "9", "4", "4", "4", "4", "4", "4", "4"],
+        "managedAccounts, nextValidId, one notice per farm"
+    );
     assert_eq!(frames[0], ["15", "1", "DU1234567,DU7654321"]);
-    let codes: Vec<&str> = frames[2..].iter().map(|f| f[3].as_str()).collect();
-    assert_eq!(codes, ["2104", "2106", "2158"]);
+    let notices: Vec<(&str, &str, &str)> =
+        frames[2..].iter().map(|f| (f[2].as_str(), f[3].as_str(), f[4].as_str())).collect();
+    assert_eq!(
+        notices,
+        [
+            ("-1", "2104", "Market data farm connection is OK:usfarm"),
+            ("-1", "2104", "Market data farm connection is OK:eufarm"),
+            ("-1", "2108", "Market data farm connection is inactive but should be available upon demand.:cashfarm"),
+            ("-1", "2104", "Market data farm connection is OK:usopt"),
+            ("-1", "2106", "HMDS data farm connection is OK:ushmds"),
+            ("-1", "2107", "HMDS data farm connection is inactive but should be available upon demand.:euhmds"),
+            ("-1", "2158", "Sec-def data farm connection is OK:secdefnj"),
+        ]
+    );
     sim.shutdown().await;
 }
 
@@ -68,8 +92,12 @@ async fn positions_summary_updates_and_pnl_follow_gateway_semantics() {
         rows += 1;
     }
     assert_eq!(rows, 4, "2 known tags × 2 accounts; unknown tags are ignored");
-    // The periodic refresh re-sends rows without a new end marker.
-    c.read_until(WITHIN, |f| f[0] == "63" && f[2] == "77").await;
+    // A changed value comes in the next batch, without a new end marker.
+    let mut v = sim.account_values().into_iter().find(|v| v.tag == "BuyingPower").unwrap();
+    v.value = "1234.50".into();
+    sim.upsert_account_values(vec![v]).unwrap();
+    let f = c.read_until(WITHIN, |f| f[0] == "63" || f[0] == "64").await;
+    assert_eq!(f[2..], ["77", "DU1234567", "BuyingPower", "1234.50", "USD"]);
 
     // A third concurrent summary is refused with 322.
     c.send(&["62", "1", "78", "All", "NetLiquidation"]).await;
@@ -232,6 +260,8 @@ async fn link_lost_then_data_lost_cancels_subscriptions() {
     sim.inject(Fault::LinkLost { restore_ms: 200, data_lost: true }).unwrap();
     c.read_until(WITHIN, is_error("1100")).await;
     c.read_until(WITHIN, is_error("1101")).await;
+    // The farms the outage broke are back; the last of them is the sec-def farm.
+    c.read_until(WITHIN, is_error("2158")).await;
     let mut p = sim.positions()[0].clone();
     p.quantity = "777".into();
     sim.upsert_positions(vec![p]).unwrap();
@@ -253,8 +283,8 @@ async fn link_lost_then_data_maintained_delivers_held_updates() {
     let mut p = sim.positions()[0].clone();
     p.quantity = "888".into();
     sim.upsert_positions(vec![p]).unwrap();
-    // Held during the outage: the next frame is 1102, then the change.
-    let next = c.read_until(WITHIN, |_| true).await;
+    // Held during the outage: after the farm notices, the next frame is 1102, then the change.
+    let next = c.read_until(WITHIN, |f| !is_farm_notice(f)).await;
     assert!(is_error("1102")(&next), "expected 1102 first, got {next:?}");
     c.read_until(WITHIN, |f| f[0] == "61" && f[14] == "888").await;
     sim.shutdown().await;

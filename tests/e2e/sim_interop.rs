@@ -96,10 +96,75 @@ async fn rust_ibapi_reads_everything_over_protobuf() {
 
 #[tokio::test]
 async fn rust_ibapi_is_refused_a_text_only_gateway() {
-    let scenario = ib_sim::Scenario { server_version: 200, ..ib_sim::Scenario::default() };
-    let sim = crate::support::start_sim_with(scenario).await;
-    let r = tokio::time::timeout(WITHIN, Client::connect(&sim.api_addr().to_string(), 1)).await.expect("in time");
-    // The client wants ≥ 213; a gateway capped at 200 cannot satisfy it.
-    assert!(r.is_err());
+    for server_version in [200, 212] {
+        let scenario = ib_sim::Scenario { server_version, ..ib_sim::Scenario::default() };
+        let sim = crate::support::start_sim_with(scenario).await;
+        let r = tokio::time::timeout(WITHIN, Client::connect(&sim.api_addr().to_string(), 1)).await.expect("in time");
+        // The client's minimum (213) is above the gateway's maximum: the gateway closes the
+        // handshake without a reply, which ibapi reports like a Trusted-IPs refusal.
+        match r {
+            Err(ibapi::Error::ConnectionRejected(detail)) => {
+                assert!(detail.contains("early eof"), "server {server_version}: {detail}");
+            }
+            other => panic!("server {server_version}: expected ConnectionRejected, got {:?}", other.err()),
+        }
+        let stats = eventually("the refusal recorded", WITHIN, || async {
+            let s = sim.stats();
+            (s.closed_total == 1).then_some(s)
+        })
+        .await;
+        assert_eq!(stats.rejected.get("version"), Some(&1));
+        assert_eq!(stats.handshakes_completed, 0);
+        let closed = &stats.closed[0];
+        assert_eq!((closed.closed_by, closed.client_id), (ib_sim::Closer::Server, None));
+        assert_eq!(closed.reason, "no common version with client range 213..226");
+
+        // Text clients are served: ib_async's range gets 178, a client that goes up to 200 gets 200.
+        let (_text, frames) = crate::support::wire::WireClient::start(sim.api_addr(), 7).await;
+        assert_eq!(frames[0][0], "15", "managedAccounts after START_API");
+        let mut c = crate::support::wire::WireClient::connect(sim.api_addr()).await.unwrap();
+        let reply = c.hello("v100..200").await;
+        assert!(matches!(&reply, crate::support::wire::Read::Frame(f) if f[0] == "200"), "{reply:?}");
+        assert_eq!(sim.stats().rejected.get("version"), Some(&1));
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn rust_ibapi_all_tags_include_the_ledger_in_every_currency() {
+    let sim = start_sim().await;
+    let client =
+        tokio::time::timeout(WITHIN, Client::connect(&sim.api_addr().to_string(), 22)).await.expect("in time").unwrap();
+    assert!(AccountSummaryTags::ALL.contains(&"$LEDGER:ALL"));
+    let mut summary = client.account_summary(&AccountGroup("All".into()), AccountSummaryTags::ALL).await.unwrap();
+    let mut rows = Vec::new();
+    while let Some(item) = tokio::time::timeout(WITHIN, summary.next()).await.expect("summary in time") {
+        match item.expect("summary decodes") {
+            SubscriptionItem::Data(AccountSummaryResult::Summary(s)) => rows.push(s),
+            SubscriptionItem::Data(AccountSummaryResult::End) => break,
+            SubscriptionItem::Notice(n) => panic!("unexpected notice {n:?}"),
+        }
+    }
+    let mut cash: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r.tag == "CashBalance")
+        .map(|r| (r.account.as_str(), r.currency.as_str(), r.value.as_str()))
+        .collect();
+    cash.sort_unstable();
+    assert_eq!(
+        cash,
+        [
+            ("DU1234567", "BASE", "54155.30"),
+            ("DU1234567", "EUR", "3800.00"),
+            ("DU1234567", "USD", "50000.00"),
+            ("DU7654321", "BASE", "15202.85"),
+            ("DU7654321", "EUR", "1100.00"),
+            ("DU7654321", "USD", "14000.00"),
+        ]
+    );
+    // Every default account value is a summary tag, and $LEDGER:ALL adds every ledger row.
+    assert_eq!(rows.len(), sim.account_values().len() + sim.ledger().len(), "{rows:?}");
+    drop(summary);
+    client.disconnect().await;
     sim.shutdown().await;
 }
