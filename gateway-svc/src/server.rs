@@ -64,8 +64,15 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 /// Binds both ports and starts everything. The service stops when `shutdown` is cancelled.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
     let listen = settings.validate()?;
+    if !crate::runtime::TUNED {
+        use crate::runtime::{UNTUNED_FIX, UNTUNED_LOST};
+        warn!(lost = UNTUNED_LOST, fix = UNTUNED_FIX, "built without --cfg tokio_unstable");
+    }
     if !listen.grpc.ip().is_loopback() && settings.auth.token.is_none() {
         warn!(addr = %listen.grpc, "gRPC bound to a non-loopback address WITHOUT authentication (auth.allow_unauthenticated_non_loopback)");
+    }
+    if settings.token_in_clear(listen.grpc) {
+        warn!(addr = %listen.grpc, "gRPC on a non-loopback address WITHOUT TLS: clients send the bearer token in clear (auth.allow_token_without_tls)");
     }
     let (grpc_listener, grpc_addr) = bind(listen.grpc).await?;
     let (ops_listener, ops_addr) = bind(listen.ops).await?;
