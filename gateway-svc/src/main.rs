@@ -124,10 +124,11 @@ fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     gateway_svc::telemetry::init(&settings.log);
+    let signals = Signals::install();
     let shutdown = CancellationToken::new();
     let running = gateway_svc::start(settings, shutdown.clone()).await?;
     println!("{}", serde_json::json!({ "grpc": running.grpc_addr.to_string(), "ops": running.ops_addr.to_string() }));
-    wait_for_signal().await;
+    signals.wait().await;
     Ok(if running.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -137,9 +138,10 @@ async fn demo(settings: Settings, addrs: DemoAddrs, scenario: Option<PathBuf>) -
         Some(path) => ib_sim::Scenario::from_file(&path).with_context(|| format!("scenario {}", path.display()))?,
         None => ib_sim::Scenario::default(),
     };
+    let signals = Signals::install();
     let demo = Demo::start(settings, addrs, scenario, CancellationToken::new()).await?;
     println!("{}", demo.addresses_json());
-    wait_for_signal().await;
+    signals.wait().await;
     Ok(if demo.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -157,19 +159,33 @@ async fn health(addr: &str, service: &str, timeout_ms: u64) -> anyhow::Result<Ex
     }
 }
 
-/// SIGINT or SIGTERM (docker stop sends SIGTERM).
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+/// SIGINT and SIGTERM (docker stop sends SIGTERM), caught from the moment this is made. It is
+/// made before the first stdout line, because a supervisor may signal as soon as it reads that
+/// line, and a signal before the handler exists kills the process without a clean shutdown.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+    }
+
+    async fn wait(self) {
+        async fn recv(signal: Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = ctrl_c.await;
+        tokio::select! {
+            _ = recv(self.term) => {}
+            _ = recv(self.int) => {}
         }
+        tracing::info!("signal received; shutting down");
     }
-    tracing::info!("signal received; shutting down");
 }
