@@ -50,11 +50,25 @@ enum Command {
         #[arg(long)]
         scenario: Option<PathBuf>,
     },
-    /// Exit 0 only when a running service reports SERVING (for healthchecks).
+    /// Exit 0 only when a running service reports SERVING (for healthchecks). Without --addr, the
+    /// address and TLS come from the service's configuration (FILE or ./gateway.toml, then
+    /// IBGW__SECTION__KEY variables): grpc.listen, with 0.0.0.0 or [::] dialled on loopback, over TLS
+    /// with grpc.tls_cert_path as the CA when the service serves TLS.
     Health {
-        /// gRPC address of the service.
-        #[arg(long, env = "IBGW_ADDR", default_value = "http://127.0.0.1:50051")]
-        addr: String,
+        /// gRPC address of the service: http://host:port, https://host:port or host:port
+        /// [default: from the configuration, else http://127.0.0.1:50051].
+        #[arg(long, env = "IBGW_ADDR")]
+        addr: Option<String>,
+        /// PEM file of the CA that signed the service's certificate (or the self-signed certificate);
+        /// implies TLS [default: grpc.tls_cert_path when the address is https://].
+        #[arg(long, env = "IBGW_HEALTH_TLS_CA", value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+        /// Name the service's certificate must carry [default: the address's host].
+        #[arg(long, env = "IBGW_HEALTH_TLS_DOMAIN", value_name = "NAME")]
+        tls_domain: Option<String>,
+        /// The service's TOML config file, read when --addr (or, for https://, --tls-ca) is not given.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Service to check: the upstream session by default, "" for the process.
         #[arg(long, default_value = gateway_proto::SERVICE_NAME)]
         service: String,
@@ -73,10 +87,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_file = match &cli.command {
-        Command::Serve { config } | Command::Demo { config, .. } | Command::CheckConfig { config } => config.clone(),
-        Command::Health { .. } => None,
+        Command::Serve { config }
+        | Command::Demo { config, .. }
+        | Command::CheckConfig { config }
+        | Command::Health { config, .. } => config.clone(),
     };
     let settings = match &cli.command {
+        // Reads the configuration only when its options leave something open (see probe::resolve).
         Command::Health { .. } => Settings::default(),
         _ => match Settings::load(config_file.as_deref()) {
             Ok(s) => s,
@@ -106,7 +123,10 @@ fn main() -> ExitCode {
                 }
                 demo(settings, DemoAddrs { sim_api: sim_listen, sim_control: sim_control_listen }, scenario).await
             }
-            Command::Health { addr, service, timeout_ms } => health(&addr, &service, timeout_ms).await,
+            Command::Health { addr, tls_ca, tls_domain, config, service, timeout_ms } => {
+                let options = gateway_svc::probe::Options { addr, tls_ca, tls_domain };
+                health(&options, config.as_deref(), &service, timeout_ms).await
+            }
             Command::CheckConfig { .. } => {
                 println!("{settings:#?}");
                 Ok(ExitCode::SUCCESS)
@@ -145,8 +165,25 @@ async fn demo(settings: Settings, addrs: DemoAddrs, scenario: Option<PathBuf>) -
     Ok(if demo.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn health(addr: &str, service: &str, timeout_ms: u64) -> anyhow::Result<ExitCode> {
-    match gateway_svc::probe::check(addr, service, Duration::from_millis(timeout_ms)).await {
+async fn health(
+    options: &gateway_svc::probe::Options,
+    config: Option<&std::path::Path>,
+    service: &str,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    use gateway_svc::probe::{ResolveError, check_target, resolve};
+    let target = match resolve(options, || Settings::load(config)) {
+        Ok(target) => target,
+        Err(ResolveError::Config(e)) => {
+            eprintln!("gateway-svc: {e}");
+            return Ok(ExitCode::from(gateway_svc::EXIT_CONFIG));
+        }
+        Err(ResolveError::Probe(e)) => {
+            println!("UNREACHABLE: {}", gateway_proto::client::source_chain(&e));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match check_target(&target, service, Duration::from_millis(timeout_ms)).await {
         Ok(status) => {
             println!("{}", status.as_str_name());
             let serving = status == tonic_health::pb::health_check_response::ServingStatus::Serving;
