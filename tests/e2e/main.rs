@@ -5,6 +5,7 @@ mod support;
 
 mod cli_errors;
 mod gateway_bad_input;
+mod gateway_config;
 mod gateway_faults;
 mod gateway_rpc;
 mod gateway_streams;
