@@ -13,6 +13,11 @@
 # ---------------------------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
+# gateway-svc needs --cfg tokio_unstable to turn tokio's LIFO slot off (batched HTTP/2 writes;
+# docs/BENCHMARKS.md, F7). .cargo/config.toml sets it, but a RUSTFLAGS variable replaces that
+# setting instead of adding to it, so it is set here explicitly: keep it in any flags you add.
+# Without it the service logs a start-up warning and exports gateway_runtime_tuned 0.
+ENV RUSTFLAGS="--cfg tokio_unstable"
 COPY . .
 # The registry cache only speeds up rebuilds; the binaries stay in the image layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -44,6 +49,10 @@ USER 10001:10001
 EXPOSE 50051 9464 8080
 
 # Healthy only while the upstream IB session is ready (grpc.health.v1 over the gRPC port).
+# Without --addr, `gateway-svc health` reads the service's own configuration (IBGW__ variables,
+# ./gateway.toml): grpc.listen dialled on loopback, over TLS with grpc.tls_cert_path as the CA
+# when TLS is configured (IBGW_HEALTH_TLS_CA / IBGW_HEALTH_TLS_DOMAIN override), so it follows
+# the service with or without TLS.
 # Containers that run ib-sim or dashboard-client from this image must disable or replace it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["gateway-svc", "health"]
