@@ -76,6 +76,8 @@ pub struct Health {
     /// Data farms as the gateway last reported them, by name. Informational: no farm carries
     /// account data.
     pub farms: Vec<Farm>,
+    /// Changes of this value since start: orders the change feed (see `State::update_health`).
+    pub version: u64,
 }
 
 impl Health {
@@ -95,6 +97,7 @@ impl Health {
             server_version: 0,
             expected_outage: false,
             farms: Vec::new(),
+            version: 0,
         }
     }
 

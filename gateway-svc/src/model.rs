@@ -46,6 +46,9 @@ pub trait Row: Clone + PartialEq + Send + Sync + std::fmt::Debug + 'static {
 pub struct AccountRow {
     /// Account code.
     pub id: String,
+    /// Position in the gateway's list (the API promises that order; the first is usually the
+    /// primary account).
+    pub order: usize,
 }
 
 impl Row for AccountRow {

@@ -316,7 +316,12 @@ impl Actor {
                 client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
             let positions = self.open::<Positions>(client).await?;
             let summary = self.open::<Summary>(client).await?;
-            let rows = accounts.into_iter().map(|id| AccountRow { id }).map(|r| (r.key(), r)).collect();
+            let rows = accounts
+                .into_iter()
+                .enumerate()
+                .map(|(order, id)| AccountRow { id, order })
+                .map(|r| (r.key(), r))
+                .collect();
             self.state.accounts.resync(self.epoch, rows);
             Ok(Subs { positions, summary })
         })

@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::health::Health;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::{AccountRow, PositionRow, SummaryRow};
+
+/// Health changes buffered per WatchHealth stream; one that falls further behind is given the
+/// latest health instead of the ones it missed.
+pub const HEALTH_CHANGES: usize = 256;
 
 /// Shared state. Cheap to clone behind an `Arc`.
 #[derive(Debug)]
@@ -20,8 +24,10 @@ pub struct State {
     pub positions: Hub<PositionRow>,
     /// Account summary.
     pub summary: Hub<SummaryRow>,
-    /// Session health.
+    /// Session health: the latest value (readers that only need the current state).
     pub health: watch::Sender<Arc<Health>>,
+    /// Every change of health, in order (WatchHealth delivers each one).
+    health_changes: broadcast::Sender<Arc<Health>>,
     /// This service's metrics (its own registry, never the process-global one).
     pub metrics: Metrics,
     subscribers: AtomicUsize,
@@ -36,6 +42,7 @@ impl State {
             positions: Hub::new(&reason),
             summary: Hub::new(&reason),
             health: watch::channel(Arc::new(Health::starting(upstream, client_id))).0,
+            health_changes: broadcast::channel(HEALTH_CHANGES).0,
             metrics: Metrics::new(),
             subscribers: AtomicUsize::new(0),
         })
@@ -46,9 +53,24 @@ impl State {
         self.health.borrow().clone()
     }
 
-    /// Updates health in place and publishes it.
+    /// Updates health in place and publishes it: the new value on the watch, and the change, in
+    /// version order, on the change feed (sent under the watch's lock, so the feed's order is the
+    /// versions' order).
     pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
-        self.health.send_modify(|h| f(Arc::make_mut(h)));
+        self.health.send_modify(|h| {
+            let health = Arc::make_mut(h);
+            f(health);
+            health.version += 1;
+            // No receivers is normal when nobody watches.
+            let _ = self.health_changes.send(Arc::clone(h));
+        });
+    }
+
+    /// Every health change from now on, and the health they follow (in that order, so a change
+    /// is either in the returned value or on the receiver, and a reader skips versions it has).
+    pub fn watch_health(&self) -> (Arc<Health>, broadcast::Receiver<Arc<Health>>) {
+        let rx = self.health_changes.subscribe();
+        (self.health(), rx)
     }
 
     /// Marks every data kind stale for `reason` (keeping an outage's first `since`).

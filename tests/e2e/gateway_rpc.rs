@@ -212,3 +212,16 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+#[tokio::test]
+async fn accounts_come_in_the_gateways_order_not_sorted() {
+    let mut scenario = ib_sim::Scenario::default();
+    scenario.accounts.reverse();
+    let expected: Vec<String> = scenario.accounts.iter().map(|a| a.id.clone()).collect();
+    assert!(expected.windows(2).any(|w| w[0] > w[1]), "the scenario lists the accounts unsorted");
+    let stack = start_stack_with(fast_settings(), scenario).await;
+    let accounts = stack.client.clone().list_accounts(pb::ListAccountsRequest {}).await.unwrap().into_inner();
+    let ids: Vec<String> = accounts.accounts.into_iter().map(|a| a.id).collect();
+    assert_eq!(ids, expected, "ListAccounts keeps the order of the gateway's managed-accounts list");
+    stack.stop_and_check().await;
+}

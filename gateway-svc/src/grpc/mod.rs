@@ -11,7 +11,6 @@ use std::sync::Arc;
 use gateway_proto::encoded::Encoded;
 use gateway_proto::encoded::gateway_service_server::GatewayService;
 use gateway_proto::pb;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -92,7 +91,7 @@ impl GatewayService for Gateway {
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let snap = self.state.accounts.snapshot();
         let r = self.ensure_synced(&snap).map(|()| pb::ListAccountsResponse {
-            accounts: snap.rows.values().map(|a| pb::Account { id: a.id.clone() }).collect(),
+            accounts: in_gateway_order(&snap.rows).map(|a| pb::Account { id: a.id.clone() }).collect(),
             session_epoch: snap.epoch,
             seq: snap.version,
             as_of: Some(convert::timestamp(snap.as_of)),
@@ -194,24 +193,120 @@ impl GatewayService for Gateway {
         &self,
         _request: Request<pb::WatchHealthRequest>,
     ) -> Result<Response<Self::WatchHealthStream>, Status> {
-        let r = self.slot().map(|slot| {
-            let state = Arc::clone(&self.state);
-            let shutdown = self.shutdown.clone();
-            let changes = tokio_stream::wrappers::WatchStream::new(self.state.health.subscribe());
-            // The slot lives as long as the stream: it is moved into the closure.
-            let stream = changes.map(move |h| {
-                let _held = &slot;
-                convert::health(&h, state.subscribers())
-            });
-            let mut seq = 0u64;
-            let stream = stream.map(move |health| {
-                seq += 1;
-                Ok(pb::WatchHealthResponse { health: Some(health), seq })
-            });
-            let end = futures_util::stream::once(async { Err(Status::unavailable("shutting down")) });
-            let stream = futures_util::StreamExt::take_until(stream, shutdown.cancelled_owned()).chain(end);
-            Box::pin(stream) as WireStream<pb::WatchHealthResponse>
-        });
+        let r = self.slot().map(|slot| health_stream(Arc::clone(&self.state), self.shutdown.clone(), slot));
         self.finish("WatchHealth", r)
+    }
+}
+
+/// Accounts as the gateway listed them (the hub keys them by id).
+fn in_gateway_order(
+    rows: &std::collections::BTreeMap<String, crate::model::AccountRow>,
+) -> impl Iterator<Item = &crate::model::AccountRow> {
+    let mut accounts: Vec<_> = rows.values().collect();
+    accounts.sort_by_key(|a| a.order);
+    accounts.into_iter()
+}
+
+/// One WatchHealth stream: the current health, then every change in order. A stream more than
+/// [`crate::state::HEALTH_CHANGES`] changes behind gets the latest health instead of the ones
+/// it missed (never an older one after a newer). Ends with UNAVAILABLE "shutting down".
+fn health_stream(
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    slot: crate::state::SubscriberSlot,
+) -> WireStream<pb::WatchHealthResponse> {
+    struct Feed {
+        state: Arc<State>,
+        shutdown: CancellationToken,
+        rx: tokio::sync::broadcast::Receiver<Arc<crate::health::Health>>,
+        first: Option<Arc<crate::health::Health>>,
+        version: u64,
+        seq: u64,
+        done: bool,
+        // Held for the stream's lifetime; frees the subscriber slot on drop.
+        _slot: crate::state::SubscriberSlot,
+    }
+    let (current, rx) = state.watch_health();
+    let feed = Feed { state, shutdown, rx, first: Some(current), version: 0, seq: 0, done: false, _slot: slot };
+    Box::pin(futures_util::stream::unfold(feed, |mut f| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        if f.done {
+            return None;
+        }
+        let health = loop {
+            if let Some(h) = f.first.take() {
+                break h;
+            }
+            // Both branches are cancellation safe: a token wait and a broadcast receive.
+            let received = tokio::select! {
+                biased;
+                () = f.shutdown.cancelled() => Err(RecvError::Closed),
+                r = f.rx.recv() => r,
+            };
+            match received {
+                Ok(h) if h.version <= f.version => continue,
+                Ok(h) => break h,
+                Err(RecvError::Lagged(_)) => {
+                    let h = f.state.health();
+                    if h.version > f.version {
+                        break h;
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    f.done = true;
+                    return Some((Err(Status::unavailable("shutting down")), f));
+                }
+            }
+        };
+        f.version = health.version;
+        f.seq += 1;
+        let message =
+            pb::WatchHealthResponse { health: Some(convert::health(&health, f.state.subscribers())), seq: f.seq };
+        Some((Ok(message), f))
+    }))
+}
+
+#[cfg(test)]
+mod health_tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::health::SessionState;
+
+    #[tokio::test]
+    async fn watch_health_delivers_every_change_in_order() {
+        let state = State::new("127.0.0.1:1", 1);
+        let shutdown = CancellationToken::new();
+        let slot = state.try_subscribe(10).expect("a slot");
+        let mut stream = health_stream(Arc::clone(&state), shutdown.clone(), slot);
+        // Quick transitions, as a reconnect makes them, with nobody reading in between.
+        let states = [
+            SessionState::Reconnecting,
+            SessionState::Connecting,
+            SessionState::Syncing,
+            SessionState::Ready,
+            SessionState::Degraded,
+            SessionState::Ready,
+        ];
+        for s in states {
+            state.update_health(|h| h.state = s);
+        }
+        let mut seen = Vec::new();
+        for _ in 0..=states.len() {
+            let m = stream.next().await.expect("a message").expect("ok");
+            assert_eq!(m.seq as usize, seen.len() + 1, "seq counts messages");
+            seen.push(m.health.expect("health").state);
+        }
+        let expected: Vec<i32> =
+            std::iter::once(pb::SessionState::Connecting as i32)
+                .chain(states.iter().map(|s| {
+                    convert::health(&crate::health::Health { state: *s, ..(*state.health()).clone() }, 0).state
+                }))
+                .collect();
+        assert_eq!(seen, expected, "every transition, none coalesced");
+        shutdown.cancel();
+        let end = stream.next().await.expect("a last item").expect_err("UNAVAILABLE");
+        assert_eq!(end.code(), tonic::Code::Unavailable);
+        assert!(stream.next().await.is_none());
     }
 }
