@@ -262,3 +262,67 @@ async fn sigterm_on_the_real_binary_with_streams_open() {
     assert!(stats.closed[0].clean);
     sim.shutdown().await;
 }
+
+/// A routine gateway restart is WARN and INFO, never ERROR: operators alert on ERROR. Runs the
+/// real `gateway-svc demo` with JSON logs through a simulated restart and reads every line.
+#[tokio::test]
+async fn a_gateway_restart_logs_no_error() {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(crate::support::bin("gateway-svc"))
+        .args([
+            "demo",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--sim-listen",
+            "127.0.0.1:0",
+            "--sim-control-listen",
+            "127.0.0.1:0",
+        ])
+        .env("IBGW__OPS__LISTEN", "127.0.0.1:0")
+        .env("IBGW__LOG__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gateway-svc starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let collected = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all).await;
+        all
+    });
+    let line = crate::support::first_line(child.stdout.take().unwrap()).await;
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let client = crate::support::stack::connect(info["grpc"].as_str().unwrap().parse().unwrap()).await;
+    let epoch_ready = |epoch: u64| {
+        let client = client.clone();
+        move || {
+            let mut c = client.clone();
+            async move {
+                let h = c.get_health(pb::GetHealthRequest {}).await.ok()?.into_inner().health?;
+                (h.state == pb::SessionState::Ready as i32 && h.session_epoch >= epoch).then_some(())
+            }
+        }
+    };
+    eventually("ready", WITHIN, epoch_ready(1)).await;
+    let control = ib_sim::ControlClient::new(info["sim_control"].as_str().unwrap().parse().unwrap());
+    control.inject(&Fault::Restart { down_ms: 300 }).await.unwrap();
+    eventually("ready on a new session after the restart", WITHIN, epoch_ready(2)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit =
+        tokio::time::timeout(crate::support::patience(Duration::from_secs(10)), child.wait()).await.unwrap().unwrap();
+    assert!(exit.success());
+    let logs = collected.await.unwrap();
+    let levels: Vec<(String, String)> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (v["level"].as_str().unwrap_or("").to_owned(), v["fields"]["message"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert!(levels.iter().any(|(l, m)| l == "WARN" && m == "upstream session lost"), "the restart was logged: {logs}");
+    let errors: Vec<_> = levels.iter().filter(|(l, _)| l == "ERROR").collect();
+    assert!(errors.is_empty(), "a routine restart logged ERROR: {errors:?}");
+}
