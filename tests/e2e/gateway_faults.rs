@@ -326,3 +326,26 @@ async fn a_gateway_restart_logs_no_error() {
     let errors: Vec<_> = levels.iter().filter(|(l, _)| l == "ERROR").collect();
     assert!(errors.is_empty(), "a routine restart logged ERROR: {errors:?}");
 }
+
+/// A gateway too old for this build (API server version below 213) closes our handshake; the
+/// reason must say what to do, not send users to the Trusted-IPs setting alone.
+#[tokio::test]
+async fn a_gateway_below_the_version_floor_is_diagnosed() {
+    for server_version in [200, 212] {
+        let scenario = Scenario { server_version, ..Scenario::default() };
+        let stack = crate::support::stack::start_stack_unready(fast_settings(), scenario).await;
+        let h = eventually("the handshake refusal to be diagnosed", WITHIN, || async {
+            let h = stack.health().await;
+            h.reason.contains("closed the API handshake").then_some(h)
+        })
+        .await;
+        assert_eq!(h.state, pb::SessionState::Reconnecting as i32);
+        for hint in ["older than this build supports", "213", "10.40", "upgrade", "Trusted IPs"] {
+            assert!(h.reason.contains(hint), "server {server_version}: {hint:?} missing from {:?}", h.reason);
+        }
+        let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
+        assert!(!metrics.contains("gateway_reconnects_total{cause=\"handshake_rejected\"} 0"), "{metrics}");
+        assert!(stack.sim().stats().rejected.get("version").copied().unwrap_or(0) >= 1);
+        assert!(stack.demo.stop().await);
+    }
+}

@@ -380,19 +380,9 @@ async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
 async fn a_first_snapshot_with_dropped_frames_is_never_published() {
     let mut settings = fast_settings();
     settings.upstream.channel_capacity = 1;
-    let demo = gateway_svc::demo::Demo::start(
-        settings,
-        gateway_svc::demo::DemoAddrs {
-            sim_api: "127.0.0.1:0".parse().unwrap(),
-            sim_control: "127.0.0.1:0".parse().unwrap(),
-        },
-        ib_sim::Scenario::default(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let truth = demo.sim.account_values().len();
-    let mut client = crate::support::stack::connect(demo.service.grpc_addr).await;
+    let stack = crate::support::stack::start_stack_unready(settings, ib_sim::Scenario::default()).await;
+    let truth = stack.sim().account_values().len();
+    let mut client = stack.client.clone();
     let h = eventually("a lag during the first read to be reported", WITHIN, || {
         let mut c = client.clone();
         async move {
@@ -413,12 +403,12 @@ async fn a_first_snapshot_with_dropped_frames_is_never_published() {
     assert!(h.reason.contains("raise upstream.channel_capacity"), "{}", h.reason);
     let status = client.get_account_summary(pb::GetAccountSummaryRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "no data rather than wrong data");
-    let metrics = crate::gateway_rpc::http_get(demo.service.ops_addr, "/metrics").await;
+    let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
     let lags: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("gateway_upstream_lag_total{"))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum();
     assert!(lags >= 1.0, "the lag was counted: {metrics}");
-    assert!(demo.stop().await);
+    assert!(stack.demo.stop().await);
 }

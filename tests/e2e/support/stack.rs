@@ -39,15 +39,20 @@ pub async fn start_stack() -> Stack {
 }
 
 pub async fn start_stack_with(settings: Settings, scenario: Scenario) -> Stack {
+    let stack = start_stack_unready(settings, scenario).await;
+    stack.wait_ready().await;
+    stack
+}
+
+/// The stack without waiting for the session: for tests of sessions that never become ready.
+pub async fn start_stack_unready(settings: Settings, scenario: Scenario) -> Stack {
     super::init_tracing();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let demo = Demo::start(settings, DemoAddrs { sim_api: any, sim_control: any }, scenario, CancellationToken::new())
         .await
         .expect("demo starts");
     let client = connect(demo.service.grpc_addr).await;
-    let stack = Stack { demo, client };
-    stack.wait_ready().await;
-    stack
+    Stack { demo, client }
 }
 
 pub async fn connect(addr: SocketAddr) -> Client {
