@@ -2,7 +2,9 @@
 // Content-Security-Policy allows no inline script).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const TAGS = ["NetLiquidation", "BuyingPower", "AvailableFunds", "TotalCashValue", "ExcessLiquidity", "GrossPositionValue"];
+// Summary tags shown. CashBalance is a ledger tag: one row per currency the account holds plus
+// BASE (the account's base currency), so rows are keyed by currency too and never summed.
+const TAGS = ["NetLiquidation", "BuyingPower", "AvailableFunds", "TotalCashValue", "ExcessLiquidity", "GrossPositionValue", "CashBalance"];
 
 function time(iso) { return iso ? new Date(iso).toLocaleTimeString() : "–"; }
 
@@ -66,7 +68,7 @@ function render(d) {
   const sStale = d.summary.freshness.state === "LIVE" ? "" : "stale-data";
   for (const s of d.summary.items.filter((s) => TAGS.includes(s.tag))) {
     const tr = document.createElement("tr");
-    tr.dataset.key = s.account + ":" + s.tag;
+    tr.dataset.key = s.account + ":" + s.tag + ":" + s.currency;
     if (sStale) tr.className = sStale;
     cell(tr, s.account); cell(tr, s.tag); cell(tr, s.value, "num"); cell(tr, s.currency);
     sbody.appendChild(tr);
