@@ -138,7 +138,8 @@ mod tests {
     }
 
     async fn next_status(stream: &mut WatchStream) -> Option<ServingStatus> {
-        let item = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await.expect("in time");
+        let within = crate::testing::patience(std::time::Duration::from_secs(5));
+        let item = tokio::time::timeout(within, stream.next()).await.expect("in time");
         item.map(|r| r.expect("ok").status())
     }
 

@@ -31,6 +31,16 @@ pub mod state;
 pub mod telemetry;
 pub mod upstream;
 
+#[cfg(test)]
+mod testing {
+    /// Scales a unit test's deadline for slow machines: `IBGW_TEST_PATIENCE=3` triples it (the
+    /// same variable the end-to-end tests read).
+    pub(crate) fn patience(d: std::time::Duration) -> std::time::Duration {
+        let factor: u32 = std::env::var("IBGW_TEST_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+        d * factor.max(1)
+    }
+}
+
 pub use config::Settings;
 pub use server::{Running, start};
 

@@ -246,13 +246,12 @@ async fn a_single_fallback_id_is_used_after_repeated_conflicts() {
     let stack = start_stack_with(settings, ib_sim::Scenario::default()).await;
     // Hold id 7 with a rogue client so every reconnect as 7 gets 326.
     stack.sim().inject(Fault::Restart { down_ms: 100 }).unwrap();
-    let (_rogue, _) = loop {
-        if let Ok(c) = tokio::net::TcpStream::connect(stack.sim().api_addr()).await {
-            drop(c);
-            break crate::support::wire::WireClient::start(stack.sim().api_addr(), 7).await;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let api = stack.sim().api_addr();
+    eventually("the simulated gateway to accept again", WITHIN, || async {
+        tokio::net::TcpStream::connect(api).await.ok().map(drop)
+    })
+    .await;
+    let (_rogue, _) = crate::support::wire::WireClient::start(api, 7).await;
     let h = eventually("ready on the fallback id", WITHIN, || async {
         let h = stack.health().await;
         (h.state == pb::SessionState::Ready as i32 && h.client_id == 8).then_some(h)

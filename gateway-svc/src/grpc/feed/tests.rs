@@ -44,7 +44,7 @@ fn open(state: &Arc<State>, symbols: &[&str]) -> WireStream<Encoded> {
 }
 
 async fn raw(s: &mut WireStream<Encoded>) -> Encoded {
-    match tokio::time::timeout(Duration::from_secs(5), s.next()).await {
+    match tokio::time::timeout(crate::testing::patience(Duration::from_secs(5)), s.next()).await {
         Ok(Some(Ok(m))) => m,
         other => panic!("expected a message, got {other:?}"),
     }
