@@ -105,15 +105,38 @@ pub struct RecoveryArgs {
     /// Open WatchPositions subscribers (default 100, smoke 20).
     #[arg(long)]
     pub subscribers: Option<usize>,
-    /// Restarts measured (default 3, smoke 1).
+    /// Outage lengths: how long the simulated gateway's API port refuses connections after a
+    /// restart, in milliseconds (default 0,1000,5000,30000,90000; smoke 300).
+    #[arg(long, value_delimiter = ',')]
+    pub outages_ms: Option<Vec<u64>>,
+    /// Restarts per outage length, in the order of --outages-ms; the last value repeats
+    /// (default 4,6,4,2,1; smoke 1).
+    #[arg(long, value_delimiter = ',')]
+    pub rounds: Option<Vec<u32>>,
+    /// Silent (half-open) links measured (default 10, smoke 1).
     #[arg(long)]
-    pub rounds: Option<u32>,
-    /// The service's reconnect backoff (upstream.backoff_initial_ms), subtracted from the result.
+    pub silences: Option<u32>,
+    /// Accept-then-close window (socat in front of a stopped gateway) in which the simulator
+    /// counts the service's connection attempts, in milliseconds (default 10000, smoke 500).
     #[arg(long)]
-    pub backoff_ms: Option<u64>,
-    /// How long the simulated gateway refuses connections after the restart.
+    pub accept_close_ms: Option<u64>,
+    /// Length of the idle and of the busy window in which the simulator counts liveness probes,
+    /// in milliseconds (default 12000, smoke 1000; 0 skips both).
     #[arg(long)]
-    pub down_ms: Option<u64>,
+    pub probe_window_ms: Option<u64>,
+    /// The service's recovery timings: `shipped` (its defaults; goals are judged) or `short`
+    /// (backoff 50 then 100 ms, probe timeout 300 ms; no verdicts). Default: shipped, smoke short.
+    #[arg(long, value_enum)]
+    pub timings: Option<Timings>,
+}
+
+/// Recovery timings the service runs with in `recovery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Timings {
+    /// gateway-svc's defaults, as shipped.
+    Shipped,
+    /// Shortened for a seconds-long smoke run.
+    Short,
 }
 
 /// Flags of `burst`.
