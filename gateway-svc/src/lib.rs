@@ -31,6 +31,12 @@ pub mod state;
 pub mod telemetry;
 pub mod upstream;
 
+pub use config::Settings;
+pub use server::{Running, start};
+
+/// Exit code for bad configuration (`EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
+
 #[cfg(test)]
 mod testing {
     /// Scales a unit test's deadline for slow machines: `IBGW_TEST_PATIENCE=3` triples it (the
@@ -40,9 +46,3 @@ mod testing {
         d * factor.max(1)
     }
 }
-
-pub use config::Settings;
-pub use server::{Running, start};
-
-/// Exit code for bad configuration (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
