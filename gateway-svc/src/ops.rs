@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State as AxState;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -14,10 +14,17 @@ use crate::state::State;
 /// The ops router.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
-        .route("/metrics", get(|AxState(state): AxState<Arc<State>>| std::future::ready(state.metrics.render())))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// Prometheus text format 0.0.4. Values derived from health and the process's own figures are
+/// taken now, at scrape time, into this service's own recorder.
+async fn metrics(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
+    state.metrics.expected_outage(state.health().expected_outage);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }
 
 async fn readyz(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {

@@ -10,13 +10,13 @@
 //! `.cargo/config.toml`. A `RUSTFLAGS` (or `CARGO_ENCODED_RUSTFLAGS`, or a `target.<triple>.rustflags`
 //! setting) replaces that list instead of adding to it, so such builds must repeat the flag. A
 //! build without it still works, with the slower fan-out, and never silently: the service logs a
-//! warning at start-up ([`UNTUNED_LOST`], [`UNTUNED_FIX`]), `gateway_runtime_tuned` is 0, and the
+//! warning at start-up ([`UNTUNED_LOST`], [`UNTUNED_FIX`]), `ibgw_runtime_tuned` is 0, and the
 //! tests below fail.
 
 use tokio::runtime::Builder;
 
 /// Whether this build turns the LIFO slot off (built with `--cfg tokio_unstable`). Exported as
-/// the `gateway_runtime_tuned` gauge.
+/// the `ibgw_runtime_tuned` gauge.
 pub const TUNED: bool = cfg!(tokio_unstable);
 
 /// What a build without `--cfg tokio_unstable` loses: the `lost` field of its start-up warning
@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn this_build_is_tuned_and_says_so() {
         let rendered = crate::metrics::Metrics::new().render();
-        let built_with = rendered.contains("gateway_runtime_tuned 1");
+        let built_with = rendered.contains("ibgw_runtime_tuned 1");
         assert!(built_with, "built without --cfg tokio_unstable (a RUSTFLAGS without it?): {rendered}");
     }
 

@@ -10,10 +10,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
+use tower::Layer;
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, Settings};
 use crate::grpc::Gateway;
+use crate::grpc::metered::MetricsLayer;
 use crate::health_check::HealthCheck;
 use crate::maintenance::Schedule;
 use crate::state::State;
@@ -100,6 +102,8 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let g = &settings.grpc;
     let gateway = Gateway::new(Arc::clone(&state), shutdown.clone(), g.max_subscribers);
     let service = GatewayServiceServer::with_interceptor(gateway, auth::interceptor(settings.auth.token.clone()));
+    // Every call of the service, token refusals included, in this service's own metrics.
+    let service = MetricsLayer::new(Arc::clone(&state)).layer(service);
     let mut builder = tonic::transport::Server::builder();
     if let (Some(cert), Some(key)) = (&g.tls_cert_path, &g.tls_key_path) {
         let read = |p: &str| std::fs::read(p).map_err(|e| StartError::Tls(format!("{p}: {e}")));

@@ -543,8 +543,8 @@ mod tests {
         let names: Vec<_> = farms.iter().map(|f| (f.name.as_str(), f.status)).collect();
         assert_eq!(names, vec![("usfarm", FarmStatus::Ok), ("ushmds", FarmStatus::Ok)], "by name, one OK per farm");
         let metrics = a.state.metrics.render();
-        assert!(metrics.contains(r#"gateway_farm_state{farm="usfarm",kind="market_data",state="ok"} 1"#), "{metrics}");
-        assert!(metrics.contains(r#"gateway_farm_state{farm="usfarm",kind="market_data",state="broken"} 0"#));
+        assert!(metrics.contains(r#"ibgw_farm_state{farm="usfarm",kind="market_data",state="ok"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"ibgw_farm_state{farm="usfarm",kind="market_data",state="broken"} 0"#));
     }
 
     #[test]

@@ -93,10 +93,7 @@ impl State {
                 return None;
             }
             match self.subscribers.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => {
-                    self.metrics.subscribers(cur + 1);
-                    return Some(SubscriberSlot { state: Arc::clone(self) });
-                }
+                Ok(_) => return Some(SubscriberSlot { state: Arc::clone(self) }),
                 Err(actual) => cur = actual,
             }
         }
@@ -118,7 +115,6 @@ impl SubscriberSlot {
 
 impl Drop for SubscriberSlot {
     fn drop(&mut self) {
-        let now = self.state.subscribers.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.state.metrics.subscribers(now);
+        self.state.subscribers.fetch_sub(1, Ordering::AcqRel);
     }
 }

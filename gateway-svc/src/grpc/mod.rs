@@ -3,6 +3,7 @@
 
 mod feed;
 mod filter;
+pub mod metered;
 mod status;
 mod wire;
 
@@ -63,19 +64,10 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Records the outcome of an RPC and converts errors in one place.
-    fn finish<T>(&self, method: &'static str, r: Result<T, ApiError>) -> Result<Response<T>, Status> {
-        match r {
-            Ok(v) => {
-                self.state.metrics.rpc(method, tonic::Code::Ok);
-                Ok(Response::new(v))
-            }
-            Err(e) => {
-                let status = Status::from(e);
-                self.state.metrics.rpc(method, status.code());
-                Err(status)
-            }
-        }
+    /// Converts errors in one place. Calls are recorded in metrics by [`metered::MetricsLayer`],
+    /// around the whole service, not here.
+    fn finish<T>(&self, r: Result<T, ApiError>) -> Result<Response<T>, Status> {
+        r.map(Response::new).map_err(Status::from)
     }
 }
 
@@ -97,7 +89,7 @@ impl GatewayService for Gateway {
             as_of: Some(convert::timestamp(snap.as_of)),
             freshness: Some(convert::freshness(&snap.freshness)),
         });
-        self.finish("ListAccounts", r)
+        self.finish(r)
     }
 
     async fn get_positions(&self, request: Request<pb::GetPositionsRequest>) -> Result<Response<Encoded>, Status> {
@@ -109,7 +101,7 @@ impl GatewayService for Gateway {
             self.ensure_synced(&snap)?;
             Ok(wire::positions(&snap, &filter))
         })();
-        self.finish("GetPositions", r)
+        self.finish(r)
     }
 
     async fn watch_positions(
@@ -137,7 +129,7 @@ impl GatewayService for Gateway {
                 slot,
             ))
         })();
-        self.finish("WatchPositions", r)
+        self.finish(r)
     }
 
     async fn get_account_summary(
@@ -152,7 +144,7 @@ impl GatewayService for Gateway {
             self.ensure_synced(&snap)?;
             Ok(wire::summary(&snap, &filter))
         })();
-        self.finish("GetAccountSummary", r)
+        self.finish(r)
     }
 
     async fn watch_account_summary(
@@ -178,7 +170,7 @@ impl GatewayService for Gateway {
                 slot,
             ))
         })();
-        self.finish("WatchAccountSummary", r)
+        self.finish(r)
     }
 
     async fn get_health(
@@ -186,7 +178,7 @@ impl GatewayService for Gateway {
         _request: Request<pb::GetHealthRequest>,
     ) -> Result<Response<pb::GetHealthResponse>, Status> {
         let health = convert::health(&self.state.health(), self.state.subscribers());
-        self.finish("GetHealth", Ok(pb::GetHealthResponse { health: Some(health) }))
+        self.finish(Ok(pb::GetHealthResponse { health: Some(health) }))
     }
 
     async fn watch_health(
@@ -194,7 +186,7 @@ impl GatewayService for Gateway {
         _request: Request<pb::WatchHealthRequest>,
     ) -> Result<Response<Self::WatchHealthStream>, Status> {
         let r = self.slot().map(|slot| health_stream(Arc::clone(&self.state), self.shutdown.clone(), slot));
-        self.finish("WatchHealth", r)
+        self.finish(r)
     }
 }
 
