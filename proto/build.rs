@@ -32,6 +32,10 @@ const METHODS: &[Rpc] = &[
     rpc("watch_account_summary", "WatchAccountSummary", true, true),
     rpc("get_health", "GetHealth", false, false),
     rpc("watch_health", "WatchHealth", true, false),
+    rpc("get_account_pnl", "GetAccountPnl", false, true),
+    rpc("watch_account_pnl", "WatchAccountPnl", true, true),
+    rpc("get_position_pnl", "GetPositionPnl", false, true),
+    rpc("watch_position_pnl", "WatchPositionPnl", true, true),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

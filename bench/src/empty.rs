@@ -39,6 +39,8 @@ impl GatewayService for EmptyGateway {
     type WatchPositionsStream = Empty<pb::WatchPositionsResponse>;
     type WatchAccountSummaryStream = Empty<pb::WatchAccountSummaryResponse>;
     type WatchHealthStream = Empty<pb::WatchHealthResponse>;
+    type WatchAccountPnlStream = Empty<pb::WatchAccountPnlResponse>;
+    type WatchPositionPnlStream = Empty<pb::WatchPositionPnlResponse>;
 
     async fn list_accounts(
         &self,
@@ -83,6 +85,34 @@ impl GatewayService for EmptyGateway {
         &self,
         _: Request<pb::WatchHealthRequest>,
     ) -> Result<Response<Self::WatchHealthStream>, Status> {
+        Ok(Response::new(none()))
+    }
+
+    async fn get_account_pnl(
+        &self,
+        _: Request<pb::GetAccountPnlRequest>,
+    ) -> Result<Response<pb::GetAccountPnlResponse>, Status> {
+        Ok(Response::new(pb::GetAccountPnlResponse::default()))
+    }
+
+    async fn watch_account_pnl(
+        &self,
+        _: Request<pb::WatchAccountPnlRequest>,
+    ) -> Result<Response<Self::WatchAccountPnlStream>, Status> {
+        Ok(Response::new(none()))
+    }
+
+    async fn get_position_pnl(
+        &self,
+        _: Request<pb::GetPositionPnlRequest>,
+    ) -> Result<Response<pb::GetPositionPnlResponse>, Status> {
+        Ok(Response::new(pb::GetPositionPnlResponse::default()))
+    }
+
+    async fn watch_position_pnl(
+        &self,
+        _: Request<pb::WatchPositionPnlRequest>,
+    ) -> Result<Response<Self::WatchPositionPnlStream>, Status> {
         Ok(Response::new(none()))
     }
 }

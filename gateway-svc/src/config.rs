@@ -88,6 +88,12 @@ pub struct UpstreamSettings {
     /// Frames buffered per upstream subscription before the crate drops the oldest (a lag is
     /// answered by resubscribing and reconciling).
     pub channel_capacity: usize,
+    /// Most per-position PnL subscriptions (`reqPnLSingle`) held at once; positions beyond it get
+    /// no PnL row. IB paces requests at 50 a second, and each is one request.
+    pub max_position_pnl: usize,
+    /// Most messages a second sent to the gateway (IB's limit is 50; above it, error 100 and a
+    /// sustained overrun drops the connection).
+    pub max_messages_per_second: u32,
 }
 
 impl Default for UpstreamSettings {
@@ -110,6 +116,8 @@ impl Default for UpstreamSettings {
             backoff_max_ms: 800,
             backoff_reset_after_ms: 60_000,
             channel_capacity: 16_384,
+            max_position_pnl: 100,
+            max_messages_per_second: 40,
         }
     }
 }
@@ -315,6 +323,9 @@ impl Settings {
         }
         if u.channel_capacity == 0 {
             return bad("upstream.channel_capacity must be > 0".into());
+        }
+        if !(1..=50).contains(&u.max_messages_per_second) {
+            return bad("upstream.max_messages_per_second must be between 1 and 50 (IB's pacing limit)".into());
         }
         if u.backoff_max_ms < u.backoff_initial_ms {
             return bad("upstream.backoff_max_ms must be ≥ upstream.backoff_initial_ms".into());

@@ -9,7 +9,7 @@ use ibapi::accounts::{AccountSummary, Position};
 use crate::farm::{Farm, FarmKind, FarmStatus};
 use crate::grpc::UpdateKind;
 use crate::health::{Health, SessionState};
-use crate::model::{Freshness, PositionRow, SummaryRow, decimal};
+use crate::model::{AccountPnlRow, Freshness, PositionPnlRow, PositionRow, SummaryRow, decimal};
 
 /// An `ibapi` position as a domain row.
 pub fn position_row(p: &Position) -> PositionRow {
@@ -95,6 +95,35 @@ pub fn summary_value(s: &SummaryRow) -> pb::SummaryValue {
 pub fn summary_key(k: &(String, String, String)) -> pb::SummaryKey {
     pb::SummaryKey { account: k.0.clone(), tag: k.1.clone(), currency: k.2.clone() }
 }
+
+/// Account PnL row as protobuf.
+pub fn account_pnl(r: &AccountPnlRow) -> pb::AccountPnl {
+    pb::AccountPnl {
+        account: r.account.clone(),
+        daily_pnl: r.daily.clone(),
+        unrealized_pnl: r.unrealized.clone(),
+        realized_pnl: r.realized.clone(),
+        currency: BASE_CURRENCY.to_owned(),
+    }
+}
+
+/// Position PnL row as protobuf.
+pub fn position_pnl(r: &PositionPnlRow) -> pb::PositionPnl {
+    pb::PositionPnl {
+        account: r.account.clone(),
+        con_id: r.con_id,
+        quantity: r.quantity.clone(),
+        market_value: r.market_value.clone(),
+        market_price: r.market_price.clone(),
+        daily_pnl: r.daily.clone(),
+        unrealized_pnl: r.unrealized.clone(),
+        realized_pnl: r.realized.clone(),
+        currency: BASE_CURRENCY.to_owned(),
+    }
+}
+
+/// IB reports PnL in the account's base currency, which the API names as the ledger does.
+const BASE_CURRENCY: &str = "BASE";
 
 /// Stream message kind as protobuf.
 pub fn update_kind(kind: UpdateKind) -> pb::UpdateKind {

@@ -2,7 +2,8 @@
 //! gRPC.
 //!
 //! - [`session`]: the actor that owns the only `ibapi` client and socket.
-//! - [`upstream`]: the data kinds (positions, account summary), one type each; [`farm`]: data farms.
+//! - [`upstream`]: the data kinds (positions, account summary), one type each; [`pnl`]: PnL per
+//!   account and per position (one subscription per key); [`farm`]: data farms.
 //! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams.
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
@@ -23,6 +24,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod pnl;
 pub mod probe;
 pub mod runtime;
 pub mod server;

@@ -116,6 +116,55 @@ impl Row for SummaryRow {
     }
 }
 
+/// One account's profit and loss (IB `reqPnL`), in the account's base currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPnlRow {
+    /// Account.
+    pub account: String,
+    /// Today's PnL, decimal string.
+    pub daily: String,
+    /// Unrealized PnL, decimal string; empty when IB sends none.
+    pub unrealized: String,
+    /// Realized PnL, decimal string; empty when IB sends none.
+    pub realized: String,
+}
+
+impl Row for AccountPnlRow {
+    type Key = String;
+    fn key(&self) -> String {
+        self.account.clone()
+    }
+}
+
+/// What one held position is worth and made (IB `reqPnLSingle`), in the account's base
+/// currency. The market price is derived: value / (quantity × multiplier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionPnlRow {
+    /// Account.
+    pub account: String,
+    /// IB contract id.
+    pub con_id: i64,
+    /// Size as IB reports it with the PnL, decimal string.
+    pub quantity: String,
+    /// Market value, decimal string.
+    pub market_value: String,
+    /// Market price per unit, decimal string; empty when the quantity is 0.
+    pub market_price: String,
+    /// Today's PnL, decimal string.
+    pub daily: String,
+    /// Unrealized PnL, decimal string.
+    pub unrealized: String,
+    /// Realized PnL, decimal string.
+    pub realized: String,
+}
+
+impl Row for PositionPnlRow {
+    type Key = (String, i64);
+    fn key(&self) -> Self::Key {
+        (self.account.clone(), self.con_id)
+    }
+}
+
 /// Formats a float the way a decimal string should read: `100`, `-2`, `25.5`, never `1e3`.
 pub fn decimal(v: f64) -> String {
     if !v.is_finite() {

@@ -22,6 +22,7 @@ use crate::farm::{self, Farm, FarmStatus};
 use crate::health::SessionState;
 use crate::maintenance::Schedule;
 use crate::model::{AccountRow, Freshness, Row};
+use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
 use crate::state::State;
 use crate::upstream::{self, Kind, Positions, ReadError, Summary};
 
@@ -77,6 +78,8 @@ struct Actor {
 struct Subs {
     positions: <Positions as Kind>::Sub,
     summary: <Summary as Kind>::Sub,
+    account_pnl: Keyed<AccountPnl>,
+    position_pnl: Keyed<PositionPnl>,
 }
 
 impl Actor {
@@ -157,6 +160,9 @@ impl Actor {
             .client_id(client_id)
             .max_reconnect_attempts(0)
             .channel_capacity(self.cfg.channel_capacity)
+            // One limiter for every request of the session: IB paces clients at 50 messages a
+            // second, and following many positions' PnL is one request each.
+            .rate_limiter(ibapi::RateLimiter::per_second(self.cfg.max_messages_per_second))
             .one_shot_timeout(self.cfg.probe_timeout());
         let dialled = tokio::select! {
             r = timeout(self.cfg.connect_timeout(), builder.connect_with_notice_stream()) => r,
@@ -234,14 +240,33 @@ impl Actor {
                 () = self.shutdown.cancelled() => {
                     Positions::cancel(&subs.positions).await;
                     Summary::cancel(&subs.summary).await;
+                    subs.account_pnl.cancel_all().await;
+                    subs.position_pnl.cancel_all().await;
                     return End::Shutdown;
                 }
                 item = subs.positions.next() => {
                     last_rx = Instant::now();
-                    match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
+                    let folded = match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
                         Err(ReadError::Lagged) => self.reopen::<Positions>(client, &mut subs.positions).await,
                         r => r.map_err(|e| read_lost(e, "connection_lost")),
+                    };
+                    // Opened and closed positions subscribe and cancel their PnL.
+                    match folded {
+                        Ok(()) => subs
+                            .position_pnl
+                            .follow(client, &self.state, self.held_positions(), self.cfg.max_position_pnl, false)
+                            .await
+                            .map_err(keyed_lost),
+                        end => end,
                     }
+                }
+                Some(item) = subs.account_pnl.next() => {
+                    last_rx = Instant::now();
+                    subs.account_pnl.fold(item, &self.state).map_err(keyed_lost)
+                }
+                Some(item) = subs.position_pnl.next() => {
+                    last_rx = Instant::now();
+                    subs.position_pnl.fold(item, &self.state).map_err(keyed_lost)
                 }
                 item = subs.summary.next() => {
                     last_rx = Instant::now();
@@ -273,6 +298,8 @@ impl Actor {
                     step
                 }
                 _ = probe_tick.tick() => {
+                    subs.account_pnl.check_deadline(&self.state, self.cfg.sync_timeout());
+                    subs.position_pnl.check_deadline(&self.state, self.cfg.sync_timeout());
                     if last_rx.elapsed() < self.cfg.probe_idle() {
                         Ok(())
                     } else {
@@ -316,6 +343,14 @@ impl Actor {
                 client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
             let positions = self.open::<Positions>(client).await?;
             let summary = self.open::<Summary>(client).await?;
+            let mut account_pnl = Keyed::default();
+            let wanted = accounts.iter().cloned().collect();
+            account_pnl.follow(client, &self.state, wanted, usize::MAX, true).await.map_err(keyed_lost)?;
+            let mut position_pnl = Keyed::default();
+            position_pnl
+                .follow(client, &self.state, self.held_positions(), self.cfg.max_position_pnl, true)
+                .await
+                .map_err(keyed_lost)?;
             let rows = accounts
                 .into_iter()
                 .enumerate()
@@ -323,7 +358,7 @@ impl Actor {
                 .map(|r| (r.key(), r))
                 .collect();
             self.state.accounts.resync(self.epoch, rows);
-            Ok(Subs { positions, summary })
+            Ok(Subs { positions, summary, account_pnl, position_pnl })
         })
         .await
     }
@@ -334,6 +369,11 @@ impl Actor {
         K::cancel(sub).await;
         *sub = self.within_sync(self.open::<K>(client)).await?;
         Ok(())
+    }
+
+    /// The held positions' keys: what per-position PnL follows.
+    fn held_positions(&self) -> std::collections::BTreeSet<(String, i64)> {
+        self.state.positions.snapshot().rows.keys().cloned().collect()
     }
 
     async fn open<K: Kind>(&self, client: &Client) -> Result<K::Sub, End> {
@@ -462,6 +502,12 @@ enum NoticeAction {
     Resync,
     /// The account summary again (1102: data maintained, but the summary is refreshed).
     RefreshSummary,
+}
+
+fn keyed_lost(e: KeyedError) -> End {
+    match e {
+        KeyedError::Closed(reason) => lost("connection_lost", reason),
+    }
 }
 
 fn read_lost(e: ReadError, cause: &'static str) -> End {

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, watch};
 use crate::health::Health;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::{AccountRow, PositionRow, SummaryRow};
+use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, SummaryRow};
 
 /// Health changes buffered per WatchHealth stream; one that falls further behind is given the
 /// latest health instead of the ones it missed.
@@ -24,6 +24,10 @@ pub struct State {
     pub positions: Hub<PositionRow>,
     /// Account summary.
     pub summary: Hub<SummaryRow>,
+    /// PnL per account.
+    pub account_pnl: Hub<AccountPnlRow>,
+    /// PnL and value per held position.
+    pub position_pnl: Hub<PositionPnlRow>,
     /// Session health: the latest value (readers that only need the current state).
     pub health: watch::Sender<Arc<Health>>,
     /// Every change of health, in order (WatchHealth delivers each one).
@@ -41,6 +45,8 @@ impl State {
             accounts: Hub::new(&reason),
             positions: Hub::new(&reason),
             summary: Hub::new(&reason),
+            account_pnl: Hub::new(&reason),
+            position_pnl: Hub::new(&reason),
             health: watch::channel(Arc::new(Health::starting(upstream, client_id))).0,
             health_changes: broadcast::channel(HEALTH_CHANGES).0,
             metrics: Metrics::new(),
@@ -78,6 +84,8 @@ impl State {
         self.accounts.mark_stale(reason);
         self.positions.mark_stale(reason);
         self.summary.mark_stale(reason);
+        self.account_pnl.mark_stale(reason);
+        self.position_pnl.mark_stale(reason);
     }
 
     /// Open streams now.

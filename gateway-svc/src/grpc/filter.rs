@@ -113,6 +113,30 @@ impl SummaryFilter {
     }
 }
 
+/// Which accounts' rows a caller wants (the PnL kinds filter by account only).
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    /// Accounts (empty: all).
+    pub accounts: BTreeSet<String>,
+}
+
+impl AccountFilter {
+    /// Validates a request's filter.
+    pub fn new(accounts: &[String]) -> Result<Self, ApiError> {
+        Ok(Self { accounts: validate("account", accounts, ACCOUNT)? })
+    }
+
+    /// True when every row passes.
+    pub fn is_all(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Does a row of `account` pass?
+    pub fn matches(&self, account: &str) -> bool {
+        self.accounts.is_empty() || self.accounts.contains(account)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use feed::{StreamWire, Update, UpdateKind, WireStream};
-pub use filter::{PositionFilter, SummaryFilter};
+pub use filter::{AccountFilter, PositionFilter, SummaryFilter};
 pub use status::ApiError;
 
 use crate::convert;
-use crate::hub::Snapshot;
-use crate::model::Row;
+use crate::hub::{Hub, Snapshot};
+use crate::model::{AccountPnlRow, PositionPnlRow, Row};
 use crate::state::State;
 
 /// The service, cheap to clone (tonic clones it per connection).
@@ -76,6 +76,8 @@ impl GatewayService for Gateway {
     type WatchPositionsStream = WireStream<Encoded>;
     type WatchAccountSummaryStream = WireStream<Encoded>;
     type WatchHealthStream = WireStream<pb::WatchHealthResponse>;
+    type WatchAccountPnlStream = WireStream<Encoded>;
+    type WatchPositionPnlStream = WireStream<Encoded>;
 
     async fn list_accounts(
         &self,
@@ -173,6 +175,58 @@ impl GatewayService for Gateway {
         self.finish(r)
     }
 
+    async fn get_account_pnl(&self, request: Request<pb::GetAccountPnlRequest>) -> Result<Response<Encoded>, Status> {
+        let req = request.into_inner();
+        let r = (|| {
+            let filter = AccountFilter::new(&req.accounts)?;
+            self.ensure_accounts(&filter.accounts)?;
+            let snap = self.state.account_pnl.snapshot();
+            self.ensure_synced(&snap)?;
+            Ok(wire::account_pnl(&snap, &filter))
+        })();
+        self.finish(r)
+    }
+
+    async fn watch_account_pnl(
+        &self,
+        request: Request<pb::WatchAccountPnlRequest>,
+    ) -> Result<Response<Self::WatchAccountPnlStream>, Status> {
+        let req = request.into_inner();
+        let r = AccountFilter::new(&req.accounts).and_then(|f| {
+            let accounts = f.accounts.clone();
+            let filter: feed::Filter<AccountPnlRow> =
+                if f.is_all() { None } else { Some(Box::new(move |r: &AccountPnlRow| f.matches(&r.account))) };
+            self.open_stream(|s| &s.account_pnl, &accounts, filter, "account_pnl")
+        });
+        self.finish(r)
+    }
+
+    async fn get_position_pnl(&self, request: Request<pb::GetPositionPnlRequest>) -> Result<Response<Encoded>, Status> {
+        let req = request.into_inner();
+        let r = (|| {
+            let filter = AccountFilter::new(&req.accounts)?;
+            self.ensure_accounts(&filter.accounts)?;
+            let snap = self.state.position_pnl.snapshot();
+            self.ensure_synced(&snap)?;
+            Ok(wire::position_pnl(&snap, &filter))
+        })();
+        self.finish(r)
+    }
+
+    async fn watch_position_pnl(
+        &self,
+        request: Request<pb::WatchPositionPnlRequest>,
+    ) -> Result<Response<Self::WatchPositionPnlStream>, Status> {
+        let req = request.into_inner();
+        let r = AccountFilter::new(&req.accounts).and_then(|f| {
+            let accounts = f.accounts.clone();
+            let filter: feed::Filter<PositionPnlRow> =
+                if f.is_all() { None } else { Some(Box::new(move |r: &PositionPnlRow| f.matches(&r.account))) };
+            self.open_stream(|s| &s.position_pnl, &accounts, filter, "position_pnl")
+        });
+        self.finish(r)
+    }
+
     async fn get_health(
         &self,
         _request: Request<pb::GetHealthRequest>,
@@ -187,6 +241,26 @@ impl GatewayService for Gateway {
     ) -> Result<Response<Self::WatchHealthStream>, Status> {
         let r = self.slot().map(|slot| health_stream(Arc::clone(&self.state), self.shutdown.clone(), slot));
         self.finish(r)
+    }
+}
+
+impl Gateway {
+    /// Opens a stream on one hub: unknown accounts are refused once accounts are known (before
+    /// the first sync the stream starts with an UNKNOWN snapshot and fills in when data arrives),
+    /// then a subscriber slot, then the feed.
+    fn open_stream<T: StreamWire>(
+        &self,
+        hub: fn(&State) -> &Hub<T>,
+        accounts: &std::collections::BTreeSet<String>,
+        filter: feed::Filter<T>,
+        label: &'static str,
+    ) -> Result<WireStream<Encoded>, ApiError> {
+        if self.state.accounts.snapshot().synced {
+            self.ensure_accounts(accounts)?;
+        }
+        let slot = self.slot()?;
+        let state = Arc::clone(&self.state);
+        Ok(feed::stream(hub(&self.state), filter, move || hub(&state).snapshot(), label, self.shutdown.clone(), slot))
     }
 }
 
