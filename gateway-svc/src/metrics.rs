@@ -12,8 +12,8 @@
 //! gRPC calls are recorded by one tower layer, [`crate::grpc::metered`], never per handler.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -36,7 +36,6 @@ pub const RECONNECT_CAUSES: [&str; 12] = [
     "sync_timeout",
     "version_unsupported",
 ];
-
 
 /// Buckets of `ibgw_grpc_server_handling_seconds`: from 100 µs (a unary call answers from
 /// memory) to 10 s (twice the default `grpc.unary_timeout_ms`).
@@ -78,8 +77,7 @@ pub fn rpc_methods() -> &'static [(&'static str, RpcKind)] {
         use prost::Message;
         let set = prost_types::FileDescriptorSet::decode(gateway_proto::FILE_DESCRIPTOR_SET)
             .expect("the compiled descriptor set decodes");
-        let (package, service) =
-            gateway_proto::SERVICE_NAME.rsplit_once('.').expect("the service name has a package");
+        let (package, service) = gateway_proto::SERVICE_NAME.rsplit_once('.').expect("the service name has a package");
         set.file
             .iter()
             .filter(|f| f.package() == package)
@@ -193,7 +191,9 @@ impl Metrics {
         self.recorder.describe_histogram(
             KeyName::from_const_str(RPC_SECONDS),
             Some(Unit::Seconds),
-            SharedString::const_str("Unary gRPC calls of gateway.v1.GatewayService: duration by method and status code"),
+            SharedString::const_str(
+                "Unary gRPC calls of gateway.v1.GatewayService: duration by method and status code",
+            ),
         );
         counter("ibgw_grpc_streams_opened_total", "gRPC server streams started, by method");
         counter("ibgw_grpc_streams_closed_total", "gRPC server streams ended, by method and status code");
@@ -437,7 +437,12 @@ mod tests {
         m.unary_call("GetPositions", "NOT_FOUND", 0.0001);
         let text = m.render();
         let b = |code: &str, le: &str| {
-            value(&text, &format!(r#"ibgw_grpc_server_handling_seconds_bucket{{method="GetPositions",code="{code}",le="{le}"}}"#))
+            value(
+                &text,
+                &format!(
+                    r#"ibgw_grpc_server_handling_seconds_bucket{{method="GetPositions",code="{code}",le="{le}"}}"#
+                ),
+            )
         };
         assert_eq!(b("OK", "0.0001"), Some(0.0), "{text}");
         assert_eq!(b("OK", "0.00025"), Some(1.0), "{text}");

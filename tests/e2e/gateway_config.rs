@@ -114,8 +114,8 @@ async fn serve_exports_the_runtime_tuning_and_does_not_warn_about_it() {
         text.starts_with("HTTP/1.1 200").then_some(text)
     })
     .await;
-    assert!(metrics.contains("\ngateway_runtime_tuned 1\n"), "{metrics}");
-    assert!(metrics.contains("# HELP gateway_runtime_tuned "), "described: {metrics}");
+    assert!(metrics.contains("\nibgw_runtime_tuned 1\n"), "{metrics}");
+    assert!(metrics.contains("# HELP ibgw_runtime_tuned "), "described: {metrics}");
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = tokio::time::timeout(patience(Duration::from_secs(10)), child.wait_with_output())

@@ -344,7 +344,7 @@ async fn a_gateway_below_the_version_floor_is_diagnosed() {
             assert!(h.reason.contains(hint), "server {server_version}: {hint:?} missing from {:?}", h.reason);
         }
         let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
-        assert!(!metrics.contains("gateway_reconnects_total{cause=\"handshake_rejected\"} 0"), "{metrics}");
+        assert!(!metrics.contains("ibgw_reconnects_total{cause=\"handshake_rejected\"} 0"), "{metrics}");
         assert!(stack.sim().stats().rejected.get("version").copied().unwrap_or(0) >= 1);
         assert!(stack.demo.stop().await);
     }

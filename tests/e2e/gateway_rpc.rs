@@ -187,7 +187,7 @@ async fn grpc_health_and_ops_endpoints_follow_the_session() {
     let ready = http_get(ops, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let metrics = http_get(ops, "/metrics").await;
-    assert!(metrics.contains("gateway_session_state{state=\"ready\"} 1"), "{metrics}");
+    assert!(metrics.contains("ibgw_session_state{state=\"ready\"} 1"), "{metrics}");
 
     stack.sim().inject(ib_sim::Fault::Restart { down_ms: 60_000 }).unwrap();
     crate::support::eventually("NOT_SERVING during the outage", Duration::from_secs(5), || async {

@@ -210,8 +210,8 @@ async fn half_open_silence_is_detected_by_the_probe() {
     let h = stack.wait_ready().await;
     assert_eq!(h.session_epoch, 2);
     let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
-    assert!(metrics.contains("gateway_reconnects_total{cause=\"probe_timeout\"} 1"), "{metrics}");
-    assert!(metrics.contains("gateway_reconnects_total{cause=\"probe_failed\"} 0"), "{metrics}");
+    assert!(metrics.contains("ibgw_reconnects_total{cause=\"probe_timeout\"} 1"), "{metrics}");
+    assert!(metrics.contains("ibgw_reconnects_total{cause=\"probe_failed\"} 0"), "{metrics}");
     let stats = stack.sim().stats();
     let silent = stats.closed.iter().find(|c| c.conn == 1).expect("the silent socket was closed");
     assert_eq!(silent.closed_by, ib_sim::Closer::Client, "we closed the half-open socket ourselves");
@@ -365,7 +365,7 @@ async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
     let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
     let lagged = metrics
         .lines()
-        .find(|l| l.starts_with("gateway_upstream_lag_total{kind=\"positions\"}"))
+        .find(|l| l.starts_with("ibgw_upstream_lag_total{kind=\"positions\"}"))
         .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(lagged >= 1.0, "the burst overflowed the upstream buffer and was reconciled:\n{metrics}");
@@ -405,7 +405,7 @@ async fn a_first_snapshot_with_dropped_frames_is_never_published() {
     let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
     let lags: f64 = metrics
         .lines()
-        .filter(|l| l.starts_with("gateway_upstream_lag_total{"))
+        .filter(|l| l.starts_with("ibgw_upstream_lag_total{"))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum();
     assert!(lags >= 1.0, "the lag was counted: {metrics}");

@@ -10,6 +10,7 @@ mod gateway_faults;
 mod gateway_rpc;
 mod gateway_streams;
 mod gateway_tls;
+mod metrics;
 mod sim_faults;
 mod sim_interop;
 mod trader_client;

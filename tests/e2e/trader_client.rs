@@ -109,7 +109,7 @@ impl Served {
     async fn wait_ready(&self, ready: bool) -> Metrics {
         eventually(&format!("session ready = {ready}"), Duration::from_secs(10), || async {
             let m = self.metrics().await;
-            (m.value(r#"gateway_session_state{state="ready"}"#) == Some(if ready { 1.0 } else { 0.0 })).then_some(m)
+            (m.value(r#"ibgw_session_state{state="ready"}"#) == Some(if ready { 1.0 } else { 0.0 })).then_some(m)
         })
         .await
     }
@@ -130,10 +130,9 @@ impl Metrics {
 
     /// Health calls answered so far (GetHealth finished, WatchHealth opened).
     fn health_calls(&self) -> f64 {
-        ["GetHealth", "WatchHealth"]
-            .iter()
-            .filter_map(|m| self.value(&format!(r#"gateway_rpc_total{{method="{m}",code="OK"}}"#)))
-            .sum()
+        let answered = self.value(r#"ibgw_grpc_server_handling_seconds_count{method="GetHealth",code="OK"}"#);
+        let watching = self.value(r#"ibgw_grpc_streams_opened_total{method="WatchHealth"}"#);
+        answered.unwrap_or(0.0) + watching.unwrap_or(0.0)
     }
 }
 
@@ -161,7 +160,7 @@ async fn wait_mid_fetch(served: &Served, before: &Metrics) {
     let baseline = before.health_calls();
     eventually("trader-client waiting for READY", Duration::from_secs(10), || async {
         let m = served.metrics().await;
-        let watching = m.value(r#"gateway_rpc_total{method="WatchHealth",code="OK"}"#).unwrap_or(0.0) > 0.0;
+        let watching = m.value(r#"ibgw_grpc_streams_opened_total{method="WatchHealth"}"#).unwrap_or(0.0) > 0.0;
         (m.health_calls() > baseline || watching).then_some(())
     })
     .await;
