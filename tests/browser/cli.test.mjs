@@ -95,3 +95,9 @@ test("the runner passes ten times in a row on one upstream socket while a dashbo
     assert.equal(await stop(dash.proc), 0);
   }
 });
+
+test("the API only grows: buf breaking against the released gateway.v1", () => {
+  const proto = path.join(ROOT, "proto");
+  const r = run(BUF, ["breaking", proto, "--against", path.join(proto, "released.binpb")]);
+  assert.equal(r.status, 0, `buf breaking found a change to a released field or RPC:\n${r.stdout}${r.stderr}`);
+});
