@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fault::Fault;
+use crate::prices::{AccountPnl, PositionPnl, PriceTick, PriceWalk};
 use crate::scenario::{AccountValue, LedgerValue, Position};
 
 /// Why a control call failed.
@@ -75,6 +76,36 @@ impl ControlClient {
     /// `GET /ledger`.
     pub async fn ledger(&self) -> Result<Vec<LedgerValue>, ControlError> {
         self.json("GET", "/ledger", None::<&()>).await
+    }
+
+    /// `PATCH /prices`.
+    pub async fn set_prices(&self, ticks: &[PriceTick]) -> Result<(), ControlError> {
+        self.call("PATCH", "/prices", Some(&ticks)).await.map(drop)
+    }
+
+    /// `GET /prices`.
+    pub async fn prices(&self) -> Result<Vec<PriceTick>, ControlError> {
+        self.json("GET", "/prices", None::<&()>).await
+    }
+
+    /// `POST /price-walk`.
+    pub async fn start_price_walk(&self, walk: &PriceWalk) -> Result<(), ControlError> {
+        self.call("POST", "/price-walk", Some(walk)).await.map(drop)
+    }
+
+    /// `DELETE /price-walk`.
+    pub async fn stop_price_walk(&self) -> Result<(), ControlError> {
+        self.call("DELETE", "/price-walk", None::<&()>).await.map(drop)
+    }
+
+    /// `GET /pnl/{account}`.
+    pub async fn pnl(&self, account: &str) -> Result<AccountPnl, ControlError> {
+        self.json("GET", &format!("/pnl/{account}"), None::<&()>).await
+    }
+
+    /// `GET /pnl/{account}/{con_id}`.
+    pub async fn position_pnl(&self, account: &str, con_id: i32) -> Result<PositionPnl, ControlError> {
+        self.json("GET", &format!("/pnl/{account}/{con_id}"), None::<&()>).await
     }
 
     /// `POST /reset`.

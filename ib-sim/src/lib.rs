@@ -2,10 +2,11 @@
 //! injection.
 //!
 //! It negotiates versions as a gateway does, speaks the text codec (≤ 200) and the protobuf codec
-//! (≥ 213), serves accounts, positions, account summary, account updates, PnL and time with real
-//! semantics, enforces client-id uniqueness and the client limit, reports named data farms, and
-//! injects the failures real gateways show (restarts, refusals, stalls, half-open links,
-//! 1100/1101/1102, farm outages, 326, bad frames).
+//! (≥ 213), serves accounts, positions, account summary, account updates, PnL (per account and
+//! per position, following prices that can tick or walk) and time with real semantics, enforces
+//! client-id uniqueness and the client limit, reports named data farms, and injects the failures
+//! real gateways show (restarts, refusals, stalls, half-open links, 1100/1101/1102, farm outages,
+//! 326, bad frames).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ib_sim::SimError> {
@@ -25,6 +26,7 @@ mod fault;
 pub mod frame;
 pub mod message;
 mod pb;
+mod prices;
 mod scenario;
 mod sim;
 mod stats;
@@ -34,6 +36,7 @@ pub use book::{Book, BookEvent};
 pub use control_client::ControlClient;
 pub use farm::{Farm, FarmKind, FarmState};
 pub use fault::Fault;
+pub use prices::{AccountPnl, PositionPnl, PriceTick, PriceWalk, ScheduledTick};
 pub use scenario::{
     Account, AccountValue, DEFAULT_SCENARIO, LedgerValue, Position, Scenario, ScenarioError, ScheduledFault,
 };

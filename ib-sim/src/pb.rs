@@ -46,7 +46,7 @@ pub(crate) struct StartApiRequest {
 }
 
 /// Shape shared by every request whose only field is a request id (`CancelAccountSummary`,
-/// `CancelPnL`, `CancelAccountUpdatesMulti`, `ExecutionRequest`'s first field).
+/// `CancelPnL`, `CancelPnLSingle`, `CancelAccountUpdatesMulti`, `ExecutionRequest`'s first field).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ReqIdOnly {
     #[prost(int32, optional, tag = "1")]
@@ -79,6 +79,18 @@ pub(crate) struct PnLRequest {
     pub(crate) account: Option<String>,
     #[prost(string, optional, tag = "3")]
     pub(crate) model_code: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct PnLSingleRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub(crate) req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub(crate) account: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub(crate) model_code: Option<String>,
+    #[prost(int32, optional, tag = "4")]
+    pub(crate) con_id: Option<i32>,
 }
 
 // ---- server → client -------------------------------------------------------------------------
@@ -189,6 +201,22 @@ pub(crate) struct PnL {
     pub(crate) unrealized_pnl: Option<f64>,
     #[prost(double, optional, tag = "4")]
     pub(crate) realized_pnl: Option<f64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct PnLSingle {
+    #[prost(int32, optional, tag = "1")]
+    pub(crate) req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub(crate) position: Option<String>,
+    #[prost(double, optional, tag = "3")]
+    pub(crate) daily_pnl: Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub(crate) unrealized_pnl: Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub(crate) realized_pnl: Option<f64>,
+    #[prost(double, optional, tag = "6")]
+    pub(crate) value: Option<f64>,
 }
 
 /// `CurrentTime` (seconds) and `CurrentTimeInMillis` share this shape.

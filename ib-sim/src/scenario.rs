@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::farm::Farm;
 use crate::fault::Fault;
+use crate::prices::{PriceWalk, ScheduledTick, check_price};
 
 /// The built-in scenario: two paper accounts, stocks, an ETF and an option.
 pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
@@ -48,6 +49,13 @@ pub struct Scenario {
     /// Faults to inject on a timetable (for soak tests).
     #[serde(default)]
     pub schedule: Vec<ScheduledFault>,
+    /// Price changes on a timetable: each reprices one contract at `at_ms` after start.
+    #[serde(default)]
+    pub price_ticks: Vec<ScheduledTick>,
+    /// A seeded random walk of the market prices from start; absent (the default) keeps prices
+    /// still.
+    #[serde(default)]
+    pub price_walk: Option<PriceWalk>,
 }
 
 fn default_server_version() -> u32 {
@@ -291,6 +299,18 @@ impl Scenario {
                 return invalid(format!("scheduled farm fault names unknown farm {name}"));
             }
         }
+        for t in &self.price_ticks {
+            check_price(t.con_id, t.price).map_err(ScenarioError::Invalid)?;
+            if !self.positions.iter().any(|p| p.con_id == t.con_id) {
+                return invalid(format!(
+                    "price tick at {} ms names con_id {}, which no position holds",
+                    t.at_ms, t.con_id
+                ));
+            }
+        }
+        if let Some(walk) = &self.price_walk {
+            walk.validate().map_err(ScenarioError::Invalid)?;
+        }
         Ok(())
     }
 }
@@ -344,6 +364,24 @@ mod tests {
             }
         }
         assert_eq!(s.account_summary_refresh_ms, 180_000, "a gateway's cadence is 3 minutes");
+        assert!(s.price_walk.is_none() && s.price_ticks.is_empty(), "prices stand still unless asked to move");
+    }
+
+    #[test]
+    fn price_ticks_and_walks_are_validated() {
+        let base =
+            "[[accounts]]\nid='A'\n[[positions]]\naccount='A'\ncon_id=1\nsymbol='X'\nquantity='1'\navg_cost=1.0\n";
+        let walk = Scenario::from_toml(&format!("{base}[price_walk]\nseed=7\ninterval_ms=500\n")).ok();
+        assert_eq!(
+            walk.and_then(|s| s.price_walk),
+            Some(PriceWalk { seed: 7, interval_ms: 500, ..PriceWalk::default() })
+        );
+        assert!(Scenario::from_toml(&format!("{base}[price_walk]\ninterval_ms=0\n")).is_err());
+        assert!(Scenario::from_toml(&format!("{base}[price_walk]\nspeed=1\n")).is_err());
+        let tick = format!("{base}[[price_ticks]]\nat_ms=10\ncon_id=1\nprice=2.5\n");
+        assert_eq!(Scenario::from_toml(&tick).ok().map(|s| s.price_ticks.len()), Some(1));
+        assert!(Scenario::from_toml(&tick.replace("con_id=1\nprice", "con_id=2\nprice")).is_err());
+        assert!(Scenario::from_toml(&tick.replace("2.5", "-2.5")).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The simulated broker-side book: positions and account values, with every change published to
-//! the open connections.
+//! the open connections. Prices and the PnL derived from them are in [`prices`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +25,9 @@ pub enum BookEvent {
     Value(AccountValue),
     /// A ledger row changed.
     Ledger(LedgerValue),
+    /// A position was revalued at a new market price (its quantity is unchanged): portfolio rows
+    /// and PnL follow, `position` rows do not.
+    Price(Position),
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +37,9 @@ struct Inner {
     values: BTreeMap<(String, String, String), AccountValue>,
     /// Keyed by account, currency, tag: the order a gateway groups ledger rows in.
     ledger: BTreeMap<(String, String, String), LedgerValue>,
+    /// Per open position: its market price when it entered the book (the day's reference for
+    /// daily PnL).
+    opening: BTreeMap<(String, i32), f64>,
 }
 
 /// Shared book. `std::sync::Mutex` because no critical section awaits.
@@ -70,13 +76,15 @@ impl Book {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces everything with the scenario's data, publishing the differences.
+    /// Replaces everything with the scenario's data, publishing the differences. The day starts
+    /// again: each position's reference price for daily PnL is its scenario price.
     pub fn load(&self, scenario: &Scenario) {
         self.lock().accounts = scenario.accounts.clone();
         // The scenario was validated as a whole, so these cannot fail.
         let _ = self.replace_positions(scenario.positions.clone());
         let _ = self.replace_values(scenario.account_values.clone());
         let _ = self.replace_ledger(scenario.ledger.clone());
+        self.lock().opening = scenario.positions.iter().map(|p| (position_key(p), p.market_price)).collect();
     }
 
     /// Subscribes to changes.
@@ -133,15 +141,18 @@ impl Book {
     fn apply_position(&self, p: Position) {
         {
             let mut inner = self.lock();
+            let key = position_key(&p);
             if p.quantity_f64() == 0.0 {
-                if inner.positions.remove(&position_key(&p)).is_none() {
+                if inner.positions.remove(&key).is_none() {
                     return;
                 }
+                inner.opening.remove(&key);
             } else {
-                if inner.positions.get(&position_key(&p)) == Some(&p) {
+                if inner.positions.get(&key) == Some(&p) {
                     return;
                 }
-                inner.positions.insert(position_key(&p), p.clone());
+                inner.opening.entry(key.clone()).or_insert(p.market_price);
+                inner.positions.insert(key, p.clone());
             }
         }
         self.publish(BookEvent::Position(p));
@@ -241,6 +252,8 @@ impl Book {
 fn format_decimal(v: f64) -> String {
     if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v}") }
 }
+
+mod prices;
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@ use crate::sim::Shared;
 use crate::stats::{ClosedConnection, Closer};
 use crate::summary::Subscription;
 
+mod pnl;
 mod requests;
 
 /// A gateway gives a client this long to finish the handshake.
@@ -61,8 +62,8 @@ struct Subscriptions {
     /// reqId → what it asked for and what it was last sent.
     summaries: BTreeMap<i32, Subscription>,
     account_updates: Option<String>,
-    /// reqId → account.
-    pnl: BTreeMap<i32, String>,
+    /// reqId → what a reqPnL or reqPnLSingle follows and what it was last sent.
+    pnl: BTreeMap<i32, pnl::PnlSub>,
 }
 
 /// How a new connection is treated, decided at accept time.
@@ -89,6 +90,8 @@ pub(crate) struct Connection {
     link_down: bool,
     /// Updates were held while the link was down.
     missed: bool,
+    /// When a PnL subscription that is waiting out its minimum interval is due.
+    pnl_due: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -113,6 +116,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64, admis
         silent: false,
         link_down: false,
         missed: false,
+        pnl_due: None,
     };
     let ending = match admission {
         Admission::Serve => conn.run().await,
@@ -272,10 +276,10 @@ impl Connection {
         let mut book_rx = shared.book.subscribe();
         let mut commands = self.commands.take().unwrap_or_else(|| shared.commands.subscribe());
         let mut summary_tick = ticker(shared.settings.summary_refresh);
-        let mut pnl_tick = ticker(shared.settings.pnl_interval);
         loop {
             self.process_frames()?;
             self.flush().await?;
+            let pnl_due = self.pnl_due;
             tokio::select! {
                 r = self.stream.read_buf(&mut self.buf) => match r {
                     Ok(0) => return Err(Ending::client_eof()),
@@ -290,7 +294,9 @@ impl Connection {
                     Err(RecvError::Closed) => return Err(Ending::server("simulator stopped")),
                 },
                 _ = summary_tick.tick() => self.send_summary_changes(),
-                _ = pnl_tick.tick() => self.send_pnl(),
+                () = tokio::time::sleep_until(pnl_due.unwrap_or_else(Instant::now)), if pnl_due.is_some() => {
+                    self.update_pnl();
+                }
                 () = shared.shutdown.cancelled() => return Err(Ending::server("simulator shutting down")),
             }
             if self.buf.capacity() - self.buf.len() < 1024 {
@@ -373,6 +379,8 @@ impl Connection {
                 };
             }
         }
+        // Once per batch: a burst of changes costs one PnL evaluation, not one per event.
+        self.update_pnl();
     }
 
     fn on_command(&mut self, cmd: ConnCommand) -> Result<(), Ending> {
@@ -422,6 +430,7 @@ impl Connection {
             });
             // Data lost means the subscriptions are gone: the client must ask again.
             self.subs = Subscriptions::default();
+            self.pnl_due = None;
         } else {
             self.send(&Reply::Error {
                 id: -1,
@@ -431,6 +440,8 @@ impl Connection {
             if self.missed {
                 self.resend_all();
             }
+            // PnL was held: what changed meanwhile goes out now.
+            self.update_pnl();
         }
         self.send_notices(farms);
         self.missed = false;

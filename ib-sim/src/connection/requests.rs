@@ -4,6 +4,7 @@
 use tracing::{debug, warn};
 
 use super::Connection;
+use super::pnl::Target;
 use crate::book::BookEvent;
 use crate::message::{Reply, Request};
 use crate::summary::{Row, Subscription};
@@ -39,24 +40,12 @@ impl Connection {
                 self.subs.summaries.remove(&req_id);
             }
             Request::AccountUpdates { subscribe, account } => self.account_updates(subscribe, account),
-            Request::Pnl { req_id, account } => {
-                if self.shared.book.account_pnl(&account).is_none() {
-                    let msg = format!("Error validating request: unknown account {account}");
-                    self.send(&Reply::Error { id: req_id, code: 321, message: &msg });
-                    return;
-                }
-                self.subs.pnl.insert(req_id, account);
-                self.send_pnl_for(req_id);
+            Request::Pnl { req_id, account } => self.subscribe_pnl(req_id, Target::Account(account)),
+            Request::CancelPnl { req_id } => self.cancel_pnl(req_id, false),
+            Request::PnlSingle { req_id, account, con_id } => {
+                self.subscribe_pnl(req_id, Target::Position(account, con_id));
             }
-            Request::CancelPnl { req_id } => {
-                if self.subs.pnl.remove(&req_id).is_none() {
-                    self.send(&Reply::Error {
-                        id: req_id,
-                        code: 10185,
-                        message: "Failed to cancel PNL (not subscribed)",
-                    });
-                }
-            }
+            Request::CancelPnlSingle { req_id } => self.cancel_pnl(req_id, true),
             Request::OpenOrders => self.send(&Reply::OpenOrderEnd),
             Request::AutoOpenOrders | Request::CancelAccountUpdatesMulti => {}
             Request::CompletedOrders => self.send(&Reply::CompletedOrdersEnd),
@@ -163,27 +152,8 @@ impl Connection {
         self.subs.account_updates = Some(account);
     }
 
-    /// Periodic PnL; quiet while IB's link is down.
-    pub(super) fn send_pnl(&mut self) {
-        if self.link_down {
-            return;
-        }
-        let ids: Vec<i32> = self.subs.pnl.keys().copied().collect();
-        for req_id in ids {
-            self.send_pnl_for(req_id);
-        }
-    }
-
-    fn send_pnl_for(&mut self, req_id: i32) {
-        let Some(account) = self.subs.pnl.get(&req_id) else { return };
-        let Some((daily, realized)) = self.shared.book.account_pnl(account) else { return };
-        let unrealized =
-            self.shared.book.positions().iter().filter(|p| &p.account == account).map(|p| p.unrealized_pnl()).sum();
-        self.send(&Reply::Pnl { req_id, daily, unrealized, realized });
-    }
-
     /// A book change. Account-summary subscriptions do not react here: they pick changes up in
-    /// their next batch.
+    /// their next batch; PnL subscriptions are evaluated once per batch of events.
     pub(super) fn push_event(&mut self, ev: &BookEvent) {
         if self.link_down {
             self.missed = true;
@@ -200,6 +170,8 @@ impl Connection {
                     self.send(&Reply::Portfolio(p));
                 }
             }
+            // A new price changes the portfolio row's valuation, not the position row.
+            BookEvent::Price(p) if updates_for(&p.account) => self.send(&Reply::Portfolio(p)),
             BookEvent::Value(v) if updates_for(&v.account) => self.send(&Reply::AccountValue {
                 key: &v.tag,
                 value: &v.value,
@@ -212,15 +184,20 @@ impl Connection {
                 currency: &l.currency,
                 account: &l.account,
             }),
-            BookEvent::Value(_) | BookEvent::Ledger(_) => {}
+            BookEvent::Value(_) | BookEvent::Ledger(_) | BookEvent::Price(_) => {}
         }
     }
 
-    /// After skipped events: every subscribed position again. Summaries need nothing, since
-    /// their batches compare with the book itself.
+    /// After skipped or held events: every subscribed position and portfolio row again.
+    /// Summaries and PnL need nothing, since they compare with the book itself.
     pub(super) fn resend_all(&mut self) {
         if self.subs.positions {
             self.send_all_positions();
+        }
+        if let Some(account) = self.subs.account_updates.clone() {
+            for p in self.shared.book.positions().iter().filter(|p| p.account == account) {
+                self.send(&Reply::Portfolio(p));
+            }
         }
     }
 }

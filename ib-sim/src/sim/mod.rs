@@ -1,4 +1,5 @@
 //! The simulator as a whole: shared state, the API listener, fault injection and its schedule.
+//! Moving prices (ticks, the random walk) and the PnL read API are in [`prices`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     windows_changed: Notify,
     /// client id → connection holding it.
     clients: Mutex<HashMap<i32, u64>>,
+    /// The running price walk, if any.
+    walk: Mutex<Option<prices::RunningWalk>>,
     next_order_id: AtomicI32,
     conn_seq: AtomicU64,
     tracker: TaskTracker,
@@ -242,7 +245,7 @@ impl Shared {
     }
 
     /// Back to the scenario: book, farms, faults and counters.
-    pub(crate) fn reset(&self) {
+    pub(crate) fn reset(self: &Arc<Self>) {
         {
             let mut farms = self.farms();
             *self.windows() = Windows::default();
@@ -253,7 +256,13 @@ impl Shared {
             }
         }
         self.windows_changed.notify_one();
+        // Prices go back to the scenario's, and so does the walk (stopped, or the scenario's
+        // from its first step).
+        self.stop_walk();
         self.book.load(&self.scenario);
+        if let Some(walk) = self.scenario.price_walk.clone() {
+            self.start_walk(walk);
+        }
         self.stats().reset();
     }
 }
@@ -295,6 +304,7 @@ impl Sim {
             windows: Mutex::default(),
             windows_changed: Notify::new(),
             clients: Mutex::default(),
+            walk: Mutex::default(),
             next_order_id: AtomicI32::new(s.next_valid_id),
             conn_seq: AtomicU64::new(1),
             tracker: TaskTracker::new(),
@@ -307,6 +317,12 @@ impl Sim {
         shared.tracker.spawn(accept_loop(Arc::clone(&shared), listener, api_addr));
         for item in s.schedule.clone() {
             shared.tracker.spawn(run_schedule(Arc::clone(&shared), item));
+        }
+        for tick in s.price_ticks.clone() {
+            shared.tracker.spawn(prices::run_tick(Arc::clone(&shared), tick));
+        }
+        if let Some(walk) = s.price_walk.clone() {
+            shared.start_walk(walk);
         }
         info!(api = %api_addr, control = ?control_addr, "ib-sim listening");
         Ok(Sim { shared, api_addr, control_addr })
@@ -374,6 +390,8 @@ impl Sim {
         self.shared.tracker.wait().await;
     }
 }
+
+mod prices;
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
     let mut listener = Some(listener);
