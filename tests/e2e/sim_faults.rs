@@ -9,6 +9,7 @@ use crate::support::wire::{Read, WireClient};
 use crate::support::{eventually, start_sim, start_sim_with};
 
 mod farms;
+mod prices;
 mod summary;
 
 const SHORT: Duration = Duration::from_millis(300);

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use ib_sim::PriceTick;
 use ibapi::accounts::{AccountSummaryResult, AccountSummaryTags, PositionUpdate};
-use ibapi::prelude::{AccountGroup, AccountId, Client, SubscriptionItem};
+use ibapi::prelude::{AccountGroup, AccountId, Client, ContractId, SubscriptionItem};
 
 use crate::support::{eventually, start_sim};
 
@@ -67,15 +68,39 @@ async fn rust_ibapi_reads_everything_over_protobuf() {
     }
     assert_eq!(rows.len(), 10, "5 tags × 2 accounts: {rows:?}");
 
-    let mut pnl = client.pnl(&AccountId("DU1234567".into()), None).await.expect("pnl");
-    let first = tokio::time::timeout(WITHIN, pnl.next()).await.expect("pnl in time").unwrap().unwrap();
-    assert!(matches!(first, SubscriptionItem::Data(p) if (p.daily_pnl - 412.35).abs() < 1e-9));
+    // PnL over protobuf carries exactly the simulator's truth, before and after a price tick.
+    let account = AccountId("DU1234567".into());
+    let mut pnl = client.pnl(&account, None).await.expect("pnl");
+    let mut single = client.pnl_single(&account, ContractId(265598), None).await.expect("pnl single");
+    let pnl_now = || {
+        let t = sim.pnl("DU1234567").expect("a scenario account");
+        (t.daily, Some(t.unrealized), Some(t.realized))
+    };
+    let single_now = || {
+        let t = sim.position_pnl("DU1234567", 265598).expect("a scenario account");
+        (t.position.parse::<f64>().expect("a decimal"), t.daily, t.unrealized, t.realized, t.value)
+    };
+    for round in 0..2 {
+        let item = tokio::time::timeout(WITHIN, pnl.next()).await.expect("pnl in time").unwrap().unwrap();
+        let SubscriptionItem::Data(p) = item else { panic!("round {round}: {item:?}") };
+        assert_eq!((p.daily_pnl, p.unrealized_pnl, p.realized_pnl), pnl_now(), "round {round}");
+        let item = tokio::time::timeout(WITHIN, single.next()).await.expect("pnl single in time").unwrap().unwrap();
+        let SubscriptionItem::Data(p) = item else { panic!("round {round}: {item:?}") };
+        assert_eq!((p.position, p.daily_pnl, p.unrealized_pnl, p.realized_pnl, p.value), single_now(), "round {round}");
+        if round == 0 {
+            assert_eq!(p.daily_pnl, 0.0, "no move yet");
+            assert_eq!(pnl_now().0, 412.35, "the scenario's daily PnL");
+            sim.set_prices(&[PriceTick { con_id: 265598, price: 191.0 }]).unwrap();
+        } else {
+            assert_eq!(p.daily_pnl, 123.0 * 1.5, "123 shares up $1.50");
+        }
+    }
 
     // Same client id from a second client: 326, surfaced by ibapi as ClientIdInUse.
     let dup = tokio::time::timeout(WITHIN, Client::connect(&addr, 21)).await.expect("dup in time");
     assert!(matches!(dup, Err(ibapi::Error::ClientIdInUse { client_id: 21 })), "got {:?}", dup.err());
 
-    drop((positions, summary, pnl));
+    drop((positions, summary, pnl, single));
     client.disconnect().await;
     // The simulator saw the cancels go out and our side close first, cleanly.
     let stats = eventually("client connection closed", WITHIN, || async {
@@ -88,7 +113,16 @@ async fn rust_ibapi_reads_everything_over_protobuf() {
     assert!(ours.clean);
     assert_eq!(stats.order_messages, 0);
     assert_eq!(stats.rejected.get("duplicate_id"), Some(&1));
-    for request in ["positions", "account_summary", "pnl", "current_time", "current_time_millis", "managed_accounts"] {
+    let requests = [
+        "positions",
+        "account_summary",
+        "pnl",
+        "pnl_single",
+        "current_time",
+        "current_time_millis",
+        "managed_accounts",
+    ];
+    for request in requests {
         assert!(stats.requests.contains_key(request), "{request} not counted: {:?}", stats.requests);
     }
     sim.shutdown().await;
