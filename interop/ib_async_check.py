@@ -1,13 +1,17 @@
 """Interop proof: ib_async (text protocol, v157..178) against ib-sim.
 
-Usage: python ib_async_check.py HOST PORT
-Exits non-zero with a message on the first mismatch. Every wait is a deadline scaled by
+Usage: python ib_async_check.py HOST PORT [CONTROL]
+With CONTROL (the simulator's control address, host:port) the PnL read over the wire is compared
+with what the simulator says the wire carries (GET /pnl/...), before and after a price tick
+(PATCH /prices). Exits non-zero with a message on the first mismatch. Every wait is a deadline scaled by
 IBGW_TEST_PATIENCE (a whole number, default 3); nothing asserts how fast anything was.
 """
 import asyncio
+import json
 import logging
 import os
 import sys
+import urllib.request
 
 from ib_async import IB
 
@@ -26,7 +30,57 @@ def fail(msg):
     sys.exit(1)
 
 
-async def main(host, port):
+def control_call(control, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{control}{path}", data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5 * PATIENCE) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+async def until(pred, what, secs=5):
+    deadline = asyncio.get_running_loop().time() + secs * PATIENCE
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def pnl_values(p):
+    return (p.dailyPnL, p.unrealizedPnL, p.realizedPnL)
+
+
+def single_values(p):
+    return (p.position, p.dailyPnL, p.unrealizedPnL, p.realizedPnL, p.value)
+
+
+async def check_pnl_against_truth(ib, control, account, pnl, con_id=265598):
+    """reqPnLSingle too; both must carry exactly what the simulator says, then follow a tick."""
+    single = ib.reqPnLSingle(account, "", con_id)
+    await until(lambda: single.value == single.value, "pnlSingle")  # not NaN: arrived
+
+    def truth():
+        t = control_call(control, "GET", f"/pnl/{account}")
+        s = control_call(control, "GET", f"/pnl/{account}/{con_id}")
+        return ((t["daily"], t["unrealized"], t["realized"]),
+                (float(s["position"]), s["daily"], s["unrealized"], s["realized"], s["value"]))
+
+    def matches():
+        want_pnl, want_single = truth()
+        return pnl_values(pnl) == want_pnl and single_values(single) == want_single
+
+    await until(matches, f"PnL equal to the simulator's: {pnl} {single} vs {truth()}")
+    price = next(p["price"] for p in control_call(control, "GET", "/prices") if p["con_id"] == con_id)
+    before = pnl.dailyPnL
+    control_call(control, "PATCH", "/prices", [{"con_id": con_id, "price": price + 1.25}])
+    await until(lambda: pnl.dailyPnL != before and matches(),
+                f"PnL after a tick equal to the simulator's: {pnl} {single} vs {truth()}")
+    ib.cancelPnLSingle(account, "", con_id)
+    return single
+
+
+async def main(host, port, control=None):
     logging.getLogger("ib_async").addHandler(Collect())
     logging.getLogger("ib_async").setLevel(logging.INFO)
     ib = IB()
@@ -55,6 +109,7 @@ async def main(host, port):
         if asyncio.get_running_loop().time() > deadline:
             fail(f"pnl never arrived: {pnl}")
         await asyncio.sleep(0.1)
+    single = await check_pnl_against_truth(ib, control, accounts[0], pnl) if control else None
     ib.cancelPnL(accounts[0])
 
     # A second client with the same id must get 326 and be closed.
@@ -70,8 +125,8 @@ async def main(host, port):
         fail(f"duplicate id did not yield 326, errors={errors}")
     ib.disconnect()
     print(f"ib_async: OK version=178 accounts={accounts} positions={len(positions)} tags={len(tags)} "
-          f"pnl={pnl.dailyPnL} 326=yes")
+          f"pnl={pnl.dailyPnL} pnl_single={single and single.value} 326=yes")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None))

@@ -1,13 +1,18 @@
 """Interop proof: IB's official Python client (ibapi-latest 10.51.x, protobuf at v226) against ib-sim.
 
-Usage: python ibapi_official_check.py HOST PORT
+Usage: python ibapi_official_check.py HOST PORT [CONTROL]
+With CONTROL (the simulator's control address, host:port) the pnl and pnlSingle callbacks are
+compared with what the simulator says the wire carries (GET /pnl/...), before and after a price
+tick (PATCH /prices).
 Every wait is a deadline scaled by IBGW_TEST_PATIENCE (a whole number, default 3); nothing
 asserts how fast anything was.
 """
+import json
 import os
 import sys
 import threading
 import time
+import urllib.request
 
 from ibapi.client import EClient
 from ibapi.wrapper import EWrapper
@@ -27,6 +32,7 @@ class App(EWrapper, EClient):
         self.time = None
         self.time_ms = None
         self.pnl_value = None
+        self.pnl_single_value = None
         self.errors = []
         self.ready = threading.Event()
 
@@ -66,10 +72,44 @@ class App(EWrapper, EClient):
     def pnl(self, reqId, dailyPnL, unrealizedPnL, realizedPnL):
         self.pnl_value = (dailyPnL, unrealizedPnL, realizedPnL)
 
+    def pnlSingle(self, reqId, pos, dailyPnL, unrealizedPnL, realizedPnL, value):
+        self.pnl_single_value = (float(pos), dailyPnL, unrealizedPnL, realizedPnL, value)
+
 
 def fail(msg):
     print(f"ibapi-latest: FAIL: {msg}")
     sys.exit(1)
+
+
+def control_call(control, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{control}{path}", data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5 * PATIENCE) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+def check_pnl_against_truth(app, control, account, con_id=265598):
+    """pnl and pnlSingle carry exactly what the simulator says, before and after a price tick."""
+    app.reqPnLSingle(9003, account, "", con_id)
+    wait(lambda: app.pnl_single_value, "pnlSingle")
+
+    def truth():
+        t = control_call(control, "GET", f"/pnl/{account}")
+        s = control_call(control, "GET", f"/pnl/{account}/{con_id}")
+        return ((t["daily"], t["unrealized"], t["realized"]),
+                (float(s["position"]), s["daily"], s["unrealized"], s["realized"], s["value"]))
+
+    def matches():
+        return (app.pnl_value, app.pnl_single_value) == truth()
+
+    wait(matches, "PnL equal to the simulator's")
+    price = next(p["price"] for p in control_call(control, "GET", "/prices") if p["con_id"] == con_id)
+    before = app.pnl_value
+    control_call(control, "PATCH", "/prices", [{"con_id": con_id, "price": price + 1.25}])
+    wait(lambda: app.pnl_value != before and matches(), "PnL after a tick equal to the simulator's")
+    app.cancelPnLSingle(9003)
 
 
 def wait(pred, what, secs=10):
@@ -81,7 +121,7 @@ def wait(pred, what, secs=10):
     fail(f"timed out waiting for {what}")
 
 
-def main(host, port):
+def main(host, port, control=None):
     app = App()
     app.connect(host, port, clientId=11)
     threading.Thread(target=app.run, daemon=True).start()
@@ -104,6 +144,8 @@ def main(host, port):
     wait(lambda: app.time_ms, "currentTimeInMillis")
     app.reqPnL(9002, app.accounts[0], "")
     wait(lambda: app.pnl_value, "pnl")
+    if control:
+        check_pnl_against_truth(app, control, app.accounts[0])
     app.cancelPnL(9002)
 
     dup = App()
@@ -116,8 +158,8 @@ def main(host, port):
         fail("duplicate connection was not closed")
     app.disconnect()
     print(f"ibapi-latest: OK version=226 accounts={app.accounts} positions={len(app.positions)} "
-          f"tags={len(tags)} time={app.time} pnl={app.pnl_value} 326=yes")
+          f"tags={len(tags)} time={app.time} pnl={app.pnl_value} pnl_single={app.pnl_single_value} 326=yes")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
