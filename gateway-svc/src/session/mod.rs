@@ -1,0 +1,448 @@
+//! The session actor: the only owner of the `ibapi` client and so of the one upstream socket.
+//!
+//! It runs an explicit state machine (connecting → syncing → ready ⇄ degraded → reconnecting …
+//! → stopped), reconnects with its own capped, jittered backoff (the crate's built-in reconnect
+//! is disabled so that there is exactly one socket and one owner of the retry policy), keeps one
+//! upstream subscription per data kind, and reconciles after every new session and after 1101.
+//! Every transition is published on the health watch with a reason. [`notices`] holds what IB's
+//! notices make it do.
+
+mod notices;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use ibapi::prelude::{Client, NoticeStream};
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::UpstreamSettings;
+use crate::health::SessionState;
+use crate::maintenance::Schedule;
+use crate::model::{AccountRow, Row};
+use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
+use crate::state::State;
+use crate::upstream::{self, Kind, Positions, ReadError, Summary};
+use notices::NoticeAction;
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The service is shutting down.
+    Shutdown,
+    /// The session is gone; reconnect.
+    Lost {
+        /// Low-cardinality metric label.
+        cause: &'static str,
+        /// Human-readable reason for health.
+        reason: String,
+    },
+}
+
+fn lost(cause: &'static str, reason: impl Into<String>) -> End {
+    End::Lost { cause, reason: reason.into() }
+}
+
+/// Runs the actor until `shutdown`.
+pub async fn run(cfg: UpstreamSettings, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
+    let backoff =
+        Backoff::new(Duration::from_millis(cfg.backoff_initial_ms), Duration::from_millis(cfg.backoff_max_ms));
+    let mut actor =
+        Actor { cfg, maintenance, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
+    actor.run().await;
+}
+
+/// When outages are expected, and how often to retry during them.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// The windows.
+    pub schedule: Schedule,
+    /// Retry cadence inside a window.
+    pub retry_interval: Duration,
+}
+
+struct Actor {
+    cfg: UpstreamSettings,
+    maintenance: Maintenance,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    backoff: Backoff,
+    epoch: u64,
+    /// Sessions that completed their first sync.
+    sessions: u64,
+    consecutive_conflicts: u32,
+}
+
+/// The live subscriptions of one session: one per data kind.
+struct Subs {
+    positions: <Positions as Kind>::Sub,
+    summary: <Summary as Kind>::Sub,
+    account_pnl: Keyed<AccountPnl>,
+    position_pnl: Keyed<PositionPnl>,
+}
+
+impl Actor {
+    fn set_state(&self, state: SessionState, reason: impl Into<String>) {
+        let reason = reason.into();
+        let current = self.state.health();
+        if current.state == state && current.reason == reason {
+            return;
+        }
+        // An outage inside a maintenance window is expected; say so wherever health is read.
+        let expected = state != SessionState::Ready && self.maintenance.schedule.active_now().is_some();
+        info!(from = current.state.as_str(), to = state.as_str(), %reason, expected_outage = expected, "session state");
+        self.state.metrics.session_state(state);
+        self.state.update_health(|h| {
+            h.state = state;
+            h.expected_outage = expected;
+            h.reason = reason;
+            h.since = SystemTime::now();
+            if state != SessionState::Reconnecting {
+                h.next_attempt_at = None;
+            }
+        });
+    }
+
+    fn client_id(&self) -> i32 {
+        match self.cfg.fallback_client_id {
+            Some(fallback) if self.consecutive_conflicts >= self.cfg.conflicts_before_fallback => fallback,
+            _ => self.cfg.client_id,
+        }
+    }
+
+    async fn run(&mut self) {
+        self.state.metrics.session_state(SessionState::Connecting);
+        loop {
+            let (cause, reason, stable) = match self.attempt().await {
+                (End::Shutdown, _) => break,
+                (End::Lost { cause, reason }, stable) => (cause, reason, stable),
+            };
+            warn!(cause, %reason, "upstream session lost");
+            self.state.metrics.reconnect(cause);
+            self.state.mark_all_stale(&reason);
+            if stable {
+                self.backoff.reset();
+            }
+            // Inside a maintenance window the gateway is down on purpose: retry on a slow, steady
+            // cadence instead of climbing the backoff, and say the outage is expected.
+            let (delay, reason) = match self.maintenance.schedule.active_now() {
+                Some(window) => (
+                    self.maintenance.retry_interval,
+                    format!("expected outage (maintenance window {window:?}): {reason}"),
+                ),
+                None => (self.backoff.next_delay(), reason),
+            };
+            let next = SystemTime::now() + delay;
+            self.set_state(SessionState::Reconnecting, format!("{reason}; retrying in {} ms", delay.as_millis()));
+            self.state.update_health(|h| {
+                h.next_attempt_at = Some(next);
+                h.server_version = 0;
+            });
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shutdown.cancelled() => break,
+            }
+        }
+        self.state.mark_all_stale("service stopped");
+        self.set_state(SessionState::Stopped, "shutting down");
+    }
+
+    /// One connection attempt and, if it works, the whole session. The client is always
+    /// disconnected (socket closed) before this returns, so the next dial never overlaps it.
+    /// The flag says whether the session stayed ready long enough to reset the backoff.
+    async fn attempt(&mut self) -> (End, bool) {
+        let client_id = self.client_id();
+        self.state.update_health(|h| h.client_id = client_id);
+        self.set_state(SessionState::Connecting, format!("dialling {} as client id {client_id}", self.cfg.address));
+        let builder = Client::builder()
+            .address(self.cfg.address.clone())
+            .client_id(client_id)
+            .max_reconnect_attempts(0)
+            .channel_capacity(self.cfg.channel_capacity)
+            // One limiter for every request of the session: IB paces clients at 50 messages a
+            // second, and following many positions' PnL is one request each.
+            .rate_limiter(ibapi::RateLimiter::per_second(self.cfg.max_messages_per_second))
+            .one_shot_timeout(self.cfg.probe_timeout());
+        let dialled = tokio::select! {
+            r = timeout(self.cfg.connect_timeout(), builder.connect_with_notice_stream()) => r,
+            () = self.shutdown.cancelled() => return (End::Shutdown, false),
+        };
+        let (client, notices) = match dialled {
+            Err(_) => {
+                let ms = self.cfg.connect_timeout_ms;
+                return (lost("connect_timeout", format!("no API handshake within {ms} ms")), false);
+            }
+            Ok(Err(ibapi::Error::ClientIdInUse { client_id })) => {
+                self.consecutive_conflicts += 1;
+                self.state.metrics.client_id_conflict();
+                self.state.update_health(|h| h.client_id_conflicts += 1);
+                return (lost("client_id_in_use", format!("client id {client_id} in use (326)")), false);
+            }
+            Ok(Err(ibapi::Error::ServerVersion(required, actual, _))) => {
+                return (lost("version_unsupported", version_floor(actual, required)), false);
+            }
+            Ok(Err(ibapi::Error::ConnectionRejected(detail))) => {
+                return (lost("handshake_rejected", handshake_rejected(&self.cfg.address, &detail)), false);
+            }
+            Ok(Err(e)) => {
+                return (lost("connect_failed", format!("connect to {} failed: {e}", self.cfg.address)), false);
+            }
+            Ok(Ok(pair)) => pair,
+        };
+        self.consecutive_conflicts = 0;
+        let client = Arc::new(client);
+        let started = Instant::now();
+        let end = self.session(&client, notices).await;
+        let stable = started.elapsed() >= Duration::from_millis(self.cfg.backoff_reset_after_ms);
+        // Awaited: the socket is closed (FIN sent) before anything else happens.
+        client.disconnect().await;
+        debug!("upstream client disconnected");
+        (end, stable)
+    }
+
+    async fn session(&mut self, client: &Arc<Client>, mut notices: NoticeStream) -> End {
+        // A new session is a new generation of data: everything it publishes carries this epoch.
+        self.epoch += 1;
+        self.state.metrics.epoch(self.epoch);
+        let epoch = self.epoch;
+        self.state.update_health(|h| {
+            h.server_version = client.server_version();
+            h.epoch = epoch;
+            // A new connection is told every farm's state afresh.
+            h.farms.clear();
+        });
+        self.state.metrics.clear_farms();
+        self.set_state(SessionState::Syncing, "subscribing to positions and account summary");
+        let mut subs = match self.sync_all(client).await {
+            Ok(subs) => subs,
+            Err(end) => return end,
+        };
+        if self.sessions > 0 {
+            self.state.update_health(|h| h.reconnects += 1);
+        }
+        self.sessions += 1;
+        self.set_state(SessionState::Ready, "live");
+
+        let mut link_lost = false;
+        let mut last_rx = Instant::now();
+        // Checked three times per idle period, so a link goes unprobed at most a third of a
+        // period longer than `probe_idle`; probes themselves stay `probe_idle` apart.
+        let mut probe_tick = tokio::time::interval(self.cfg.probe_idle() / 3);
+        probe_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        probe_tick.reset();
+
+        loop {
+            // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
+            // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
+            // position updates must not starve notices or the probe.
+            let step = tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    Positions::cancel(&subs.positions).await;
+                    Summary::cancel(&subs.summary).await;
+                    subs.account_pnl.cancel_all().await;
+                    subs.position_pnl.cancel_all().await;
+                    return End::Shutdown;
+                }
+                item = subs.positions.next() => {
+                    last_rx = Instant::now();
+                    let folded = match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
+                        Err(ReadError::Lagged) => self.reopen::<Positions>(client, &mut subs.positions).await,
+                        r => r.map_err(|e| read_lost(e, "connection_lost")),
+                    };
+                    // Opened and closed positions subscribe and cancel their PnL.
+                    match folded {
+                        Ok(()) => subs
+                            .position_pnl
+                            .follow(client, &self.state, self.held_positions(), self.cfg.max_position_pnl, false)
+                            .await
+                            .map_err(keyed_lost),
+                        end => end,
+                    }
+                }
+                Some(item) = subs.account_pnl.next() => {
+                    last_rx = Instant::now();
+                    subs.account_pnl.fold(item, &self.state).map_err(keyed_lost)
+                }
+                Some(item) = subs.position_pnl.next() => {
+                    last_rx = Instant::now();
+                    subs.position_pnl.fold(item, &self.state).map_err(keyed_lost)
+                }
+                item = subs.summary.next() => {
+                    last_rx = Instant::now();
+                    match upstream::fold::<Summary>(item, &mut subs.summary, &self.state) {
+                        Err(ReadError::Lagged) => self.reopen::<Summary>(client, &mut subs.summary).await,
+                        r => r.map_err(|e| read_lost(e, "connection_lost")),
+                    }
+                }
+                notice = notices.next() => {
+                    last_rx = Instant::now();
+                    let Some(notice) = notice else {
+                        return lost("connection_lost", "upstream notice stream closed");
+                    };
+                    let step = match self.on_notice(&notice, &mut link_lost) {
+                        NoticeAction::None => Ok(()),
+                        NoticeAction::Teardown(end) => Err(end),
+                        NoticeAction::Resync => {
+                            self.set_state(SessionState::Syncing, format!("resubscribing after {}", notice.code));
+                            self.sync_all(client).await.map(|fresh| subs = fresh)
+                        }
+                        NoticeAction::RefreshSummary => {
+                            self.set_state(SessionState::Syncing, format!("refreshing the account summary after {}", notice.code));
+                            self.reopen::<Summary>(client, &mut subs.summary).await
+                        }
+                    };
+                    if step.is_ok() {
+                        self.refresh_ready(link_lost);
+                    }
+                    step
+                }
+                _ = probe_tick.tick() => {
+                    subs.account_pnl.check_deadline(&self.state, self.cfg.sync_timeout());
+                    subs.position_pnl.check_deadline(&self.state, self.cfg.sync_timeout());
+                    if last_rx.elapsed() < self.cfg.probe_idle() {
+                        Ok(())
+                    } else {
+                        let probed = self.probe(client).await;
+                        last_rx = Instant::now();
+                        probed
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    fn refresh_ready(&self, link_lost: bool) {
+        if link_lost {
+            self.set_state(SessionState::Degraded, "IB link lost (1100); serving last known data as stale");
+        } else {
+            self.set_state(SessionState::Ready, "live");
+        }
+    }
+
+    /// Runs `work` under the sync timeout, unless shutdown comes first.
+    async fn within_sync<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
+        let deadline = self.cfg.sync_timeout();
+        tokio::select! {
+            r = timeout(deadline, work) => r.unwrap_or_else(|_| Err(lost(
+                "sync_timeout",
+                format!("initial data not received within {} ms", deadline.as_millis()),
+            ))),
+            () = self.shutdown.cancelled() => Err(End::Shutdown),
+        }
+    }
+
+    /// Subscribes every kind, reads each first snapshot and reconciles the hubs. Used for a new
+    /// session and after 1101 (IB dropped every subscription).
+    async fn sync_all(&self, client: &Arc<Client>) -> Result<Subs, End> {
+        self.within_sync(async {
+            let accounts =
+                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
+            let positions = self.open::<Positions>(client).await?;
+            let summary = self.open::<Summary>(client).await?;
+            let mut account_pnl = Keyed::default();
+            let wanted = accounts.iter().cloned().collect();
+            account_pnl.follow(client, &self.state, wanted, usize::MAX, true).await.map_err(keyed_lost)?;
+            let mut position_pnl = Keyed::default();
+            position_pnl
+                .follow(client, &self.state, self.held_positions(), self.cfg.max_position_pnl, true)
+                .await
+                .map_err(keyed_lost)?;
+            let rows = accounts
+                .into_iter()
+                .enumerate()
+                .map(|(order, id)| AccountRow { id, order })
+                .map(|r| (r.key(), r))
+                .collect();
+            self.state.accounts.resync(self.epoch, rows);
+            Ok(Subs { positions, summary, account_pnl, position_pnl })
+        })
+        .await
+    }
+
+    /// Cancels one kind's subscription (awaited, so the gateway sees the cancel first), opens it
+    /// again and reconciles its hub: after lag (frames dropped) or 1102 (summary refresh).
+    async fn reopen<K: Kind>(&self, client: &Arc<Client>, sub: &mut K::Sub) -> Result<(), End> {
+        K::cancel(sub).await;
+        *sub = self.within_sync(self.open::<K>(client)).await?;
+        Ok(())
+    }
+
+    /// The held positions' keys: what per-position PnL follows.
+    fn held_positions(&self) -> std::collections::BTreeSet<(String, i64)> {
+        self.state.positions.snapshot().rows.keys().cloned().collect()
+    }
+
+    async fn open<K: Kind>(&self, client: &Client) -> Result<K::Sub, End> {
+        let (sub, rows) =
+            upstream::open::<K>(client, &self.state.metrics).await.map_err(|e| read_lost(e, "sync_failed"))?;
+        K::hub(&self.state).resync(self.epoch, rows);
+        Ok(sub)
+    }
+
+    async fn probe(&self, client: &Arc<Client>) -> Result<(), End> {
+        let started = Instant::now();
+        match timeout(self.cfg.probe_timeout(), client.server_time()).await {
+            Ok(Ok(_)) => {
+                let rtt = started.elapsed();
+                self.state.metrics.probe_rtt(rtt.as_secs_f64());
+                self.state.update_health(|h| h.last_probe_rtt_ms = rtt.as_secs_f64() * 1000.0);
+                debug!(rtt_ms = rtt.as_millis() as u64, "liveness probe answered");
+                Ok(())
+            }
+            // The crate's one-shot timeout equals ours, so either may fire first: both mean the
+            // gateway did not answer, which is the half-open case.
+            Ok(Err(ibapi::Error::Timeout)) | Err(_) => Err(lost(
+                "probe_timeout",
+                format!("liveness probe unanswered for {} ms (half-open link)", self.cfg.probe_timeout_ms),
+            )),
+            Ok(Err(e)) => Err(lost("probe_failed", format!("liveness probe failed: {e}"))),
+        }
+    }
+}
+
+/// The API server version this build needs (the `ibapi` crate's floor: protobuf messages).
+pub const MIN_SERVER_VERSION: i32 = 213;
+
+fn version_floor(actual: i32, required: i32) -> String {
+    format!(
+        "IB Gateway / TWS speaks API server version {actual}, below the {required} this build needs: \
+         upgrade IB Gateway / TWS to 10.40 or newer (API server version {MIN_SERVER_VERSION} or higher)"
+    )
+}
+
+/// The gateway closed the handshake. A gateway too old for this build does exactly that, and so
+/// does one that does not accept this host, so the reason names both causes.
+fn handshake_rejected(address: &str, detail: &str) -> String {
+    format!(
+        "{address} closed the API handshake ({detail}): either IB Gateway / TWS is older than this build \
+         supports (needs API server version {MIN_SERVER_VERSION} or higher, 10.40 or newer: upgrade it), or it \
+         refuses this host (check \"Enable ActiveX and Socket Clients\" and Trusted IPs in its API settings)"
+    )
+}
+
+fn keyed_lost(e: KeyedError) -> End {
+    match e {
+        KeyedError::Closed(reason) => lost("connection_lost", reason),
+    }
+}
+
+fn read_lost(e: ReadError, cause: &'static str) -> End {
+    match e {
+        ReadError::Closed(reason) => lost(cause, reason),
+        // Lag is handled by resubscribing; here it means it persisted through every attempt.
+        ReadError::Lagged => lost(
+            cause,
+            "upstream kept dropping frames while the first snapshot was read (raise upstream.channel_capacity)",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! The session's notice handling, without a gateway.
+
+use ibapi::prelude::Notice;
+
+use super::*;
+use crate::farm::FarmStatus;
+use crate::maintenance::MaintenanceSettings;
+use crate::model::Freshness;
+
+fn actor() -> Actor {
+    let cfg = UpstreamSettings::default();
+    let maintenance = Maintenance {
+        schedule: Schedule::new(&MaintenanceSettings::default()).expect("no windows"),
+        retry_interval: Duration::from_secs(1),
+    };
+    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_millis(800));
+    let state = State::new("127.0.0.1:1", 1);
+    Actor {
+        cfg,
+        maintenance,
+        state,
+        shutdown: CancellationToken::new(),
+        backoff,
+        epoch: 1,
+        sessions: 1,
+        consecutive_conflicts: 0,
+    }
+}
+
+fn notice(code: i32, message: &str) -> Notice {
+    Notice {
+        request_id: None,
+        code,
+        message: message.into(),
+        error_time: None,
+        advanced_order_reject_json: String::new(),
+    }
+}
+
+#[test]
+fn dropped_notices_tear_the_session_down() {
+    let a = actor();
+    let mut link_lost = false;
+    match a.on_notice(&notice(ibapi::NOTICE_STREAM_LAG_CODE, "3 notices dropped"), &mut link_lost) {
+        NoticeAction::Teardown(End::Lost { cause, reason }) => {
+            assert_eq!(cause, "notice_lag");
+            assert!(reason.contains("3 notices dropped"), "{reason}");
+        }
+        _ => panic!("a notice lag must end the session"),
+    }
+}
+
+#[test]
+fn a_broken_farm_is_reported_but_leaves_account_data_live() {
+    let a = actor();
+    a.state.positions.resync(1, std::collections::BTreeMap::new());
+    a.set_state(SessionState::Ready, "live");
+    let mut link_lost = false;
+    let action = a.on_notice(&notice(2103, "Market data farm connection is broken:usfarm"), &mut link_lost);
+    assert!(matches!(action, NoticeAction::None));
+    a.refresh_ready(link_lost);
+    let h = a.state.health();
+    assert_eq!(h.state, SessionState::Ready, "a market-data farm does not degrade positions");
+    assert_eq!(h.farms.len(), 1);
+    assert_eq!((h.farms[0].name.as_str(), h.farms[0].status), ("usfarm", FarmStatus::Broken));
+    assert_eq!(a.state.positions.snapshot().freshness, Freshness::Live);
+    a.on_notice(&notice(2104, "Market data farm connection is OK:usfarm"), &mut link_lost);
+    a.on_notice(&notice(2106, "HMDS data farm connection is OK:ushmds"), &mut link_lost);
+    let farms = a.state.health().farms.clone();
+    let names: Vec<_> = farms.iter().map(|f| (f.name.as_str(), f.status)).collect();
+    assert_eq!(names, vec![("usfarm", FarmStatus::Ok), ("ushmds", FarmStatus::Ok)], "by name, one OK per farm");
+    let metrics = a.state.metrics.render();
+    assert!(metrics.contains(r#"ibgw_farm_state{farm="usfarm",kind="market_data",state="ok"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"ibgw_farm_state{farm="usfarm",kind="market_data",state="broken"} 0"#));
+}
+
+#[test]
+fn the_link_is_what_makes_data_stale() {
+    let a = actor();
+    a.state.positions.resync(1, std::collections::BTreeMap::new());
+    let mut link_lost = false;
+    a.on_notice(&notice(1100, "Connectivity between IB and Trader Workstation has been lost."), &mut link_lost);
+    a.refresh_ready(link_lost);
+    assert_eq!(a.state.health().state, SessionState::Degraded);
+    assert!(matches!(a.state.positions.snapshot().freshness, Freshness::Stale { .. }));
+}
