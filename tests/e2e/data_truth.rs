@@ -1,10 +1,10 @@
 //! Data truth against a model. Seeded random sequences of position opens, changes, closes and
 //! reopens (the same contract several times in one batch, zero crossings, many contracts at once,
-//! both accounts) and account-value changes, optionally interleaved with faults (gateway restart,
-//! link loss with and without data loss, a half-open link, 326), are driven through the
-//! simulator. After every step, at the quiet point, what every client sees must equal the
-//! simulator's book: a position stream's folded view, an account-summary stream's folded view,
-//! and the unary answers.
+//! both accounts), account-value changes and price ticks, optionally interleaved with faults
+//! (gateway restart, link loss with and without data loss, a half-open link, 326), are driven
+//! through the simulator. After every step, at the quiet point, what every client sees must equal
+//! the simulator's book: a position stream's folded view, an account-summary stream's folded
+//! view, and the unary answers, PnL and valuations included (per account and per position).
 //!
 //! Each seed is one case. A seed that ever fails is added to `KEPT_SEEDS` so it runs forever.
 //! `IBGW_TRUTH_CASES=N` runs N seeds per test instead of the default (the long run in
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gateway_proto::pb;
-use ib_sim::{AccountValue, Fault, Position, Scenario};
+use ib_sim::{AccountValue, Fault, Position, PriceTick, Scenario};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Streaming;
@@ -42,6 +42,8 @@ enum Step {
     Positions(Vec<(usize, usize, i64)>),
     /// Account-value changes.
     Values(Vec<(usize, usize, i64)>),
+    /// Price ticks: contract, price in cents.
+    Prices(Vec<(usize, i64)>),
     /// A fault.
     Fault(Fault),
 }
@@ -56,6 +58,12 @@ fn case(seed: u64, faults: bool) -> Vec<Step> {
     (0..steps)
         .map(|_| match rng.random_range(0..10) {
             0..=5 => Step::Positions(batch(&mut rng)),
+            6 if rng.random_bool(0.5) => {
+                let n = rng.random_range(1..=2);
+                Step::Prices(
+                    (0..n).map(|_| (rng.random_range(0..CONTRACTS.len()), rng.random_range(1_000..90_000))).collect(),
+                )
+            }
             6 | 7 => {
                 let n = rng.random_range(1..=3);
                 let values = (0..n)
@@ -215,6 +223,47 @@ async fn disagreement(stack: &Stack, clients: &mut Clients) -> Option<String> {
     if clients.summary_view != summary {
         return Some("summary stream differs from GetAccountSummary".to_owned());
     }
+    pnl_disagreement(stack, &truth).await
+}
+
+/// PnL and valuations: every account's PnL and every held position's value and PnL equal what
+/// the simulator would put on the wire now.
+async fn pnl_disagreement(stack: &Stack, held: &Positions) -> Option<String> {
+    let same = |served: &str, truth: f64| {
+        served.parse::<f64>().is_ok_and(|v| (v - truth).abs() <= 1e-6 * truth.abs().max(1.0))
+    };
+    let accounts = stack.client.clone().get_account_pnl(pb::GetAccountPnlRequest::default()).await.ok()?.into_inner();
+    if accounts.freshness.as_ref().map(|f| f.state) != Some(pb::FreshnessState::Live as i32) {
+        return Some(format!("account PnL not live: {:?}", accounts.freshness));
+    }
+    for a in &accounts.accounts {
+        let truth = stack.sim().pnl(&a.account)?;
+        if !(same(&a.daily_pnl, truth.daily)
+            && same(&a.unrealized_pnl, truth.unrealized)
+            && same(&a.realized_pnl, truth.realized))
+        {
+            return Some(format!("account PnL {a:?} != simulator {truth:?}"));
+        }
+    }
+    let positions =
+        stack.client.clone().get_position_pnl(pb::GetPositionPnlRequest::default()).await.ok()?.into_inner();
+    if positions.freshness.as_ref().map(|f| f.state) != Some(pb::FreshnessState::Live as i32) {
+        return Some(format!("position PnL not live: {:?}", positions.freshness));
+    }
+    let keys: Vec<(String, i64)> = positions.positions.iter().map(|p| (p.account.clone(), p.con_id)).collect();
+    if keys != held.keys().cloned().collect::<Vec<_>>() {
+        return Some(format!("position PnL rows {keys:?} != held positions {:?}", held.keys().collect::<Vec<_>>()));
+    }
+    for p in &positions.positions {
+        let truth = stack.sim().position_pnl(&p.account, i32::try_from(p.con_id).ok()?)?;
+        let fits = p.quantity == truth.position
+            && same(&p.market_value, truth.value)
+            && same(&p.daily_pnl, truth.daily)
+            && same(&p.unrealized_pnl, truth.unrealized);
+        if !fits {
+            return Some(format!("position PnL {p:?} != simulator {truth:?}"));
+        }
+    }
     None
 }
 
@@ -256,6 +305,19 @@ async fn play(stack: &Stack, clients: &mut Clients, template: &Position, seed: u
                     .collect();
                 stack.sim().upsert_account_values(values).expect("valid values");
             }
+            Step::Prices(ticks) => {
+                // The simulator prices what the book holds; a tick for a contract nobody holds
+                // is refused, so those are left out.
+                let held: Vec<i32> = stack.sim().positions().iter().map(|p| p.con_id).collect();
+                let ticks: Vec<PriceTick> = ticks
+                    .iter()
+                    .filter(|&&(c, _)| held.contains(&CONTRACTS[c].0))
+                    .map(|&(c, cents)| PriceTick { con_id: CONTRACTS[c].0, price: cents as f64 / 100.0 })
+                    .collect();
+                if !ticks.is_empty() {
+                    stack.sim().set_prices(&ticks).expect("valid prices");
+                }
+            }
             Step::Fault(fault) => {
                 stack.sim().inject(fault.clone()).expect("fault accepted");
                 // A change while the link is down or the gateway is away: reconciled later.
@@ -274,8 +336,9 @@ fn seeds(default: usize, offset: u64) -> Vec<u64> {
 
 async fn run(default_cases: usize, offset: u64, faults: bool) {
     let mut scenario = Scenario::default();
-    // Summary changes arrive on the gateway's cadence; a short one keeps quiet points quick.
+    // Summary changes and PnL arrive on the gateway's cadences; short ones keep quiet points quick.
     scenario.account_summary_refresh_ms = 20;
+    scenario.pnl_interval_ms = 20;
     let stack = start_stack_with(fast_settings(), scenario).await;
     let mut clients = Clients::open(&stack).await;
     let template = stack.sim().positions().into_iter().find(|p| p.con_id == CONTRACTS[0].0).expect("AAPL in the book");
