@@ -1,18 +1,19 @@
 //! `trader-client` as a process against the real stack: SIGINT/SIGTERM in every phase, exit codes
-//! as README.md documents them, a deadline on every call, account errors, currencies.
+//! as README.md documents them, a deadline on every call, account errors, currencies, values and
+//! PnL.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use gateway_proto::pb;
-use ib_sim::Fault;
+use ib_sim::{Fault, Scenario};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway_rpc::http_get;
-use crate::support::stack::{Stack, fast_settings, start_stack};
+use crate::support::stack::{Stack, fast_settings, start_stack, start_stack_with};
 use crate::support::{bin, eventually, first_line, patience, start_sim};
 
 /// How long a run may take when it has nothing to wait for.
@@ -346,5 +347,171 @@ async fn a_position_in_another_currency_is_not_divided_by_a_usd_net_liquidation(
     let aapl_line = out.stdout.lines().find(|l| l.trim_start().starts_with("AAPL")).unwrap();
     assert!(aapl_line.contains("11.98% of NLV"), "same currency still gets its share: {}", out.stdout);
     drop(client);
+    stack.stop_and_check().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values and PnL: joined to the positions by account and contract id, in the account's base
+// currency ("BASE"), never invented: missing is n/a, stale says STALE.
+
+fn quick_pnl() -> Scenario {
+    // PnL arrives on IB's cadence (about a second); a short one keeps the tests quick.
+    Scenario { pnl_interval_ms: 50, ..Scenario::default() }
+}
+
+fn is_live(f: &Option<pb::Freshness>) -> bool {
+    f.as_ref().is_some_and(|f| f.state == pb::FreshnessState::Live as i32)
+}
+
+/// The served position PnL once it is live and `ready` accepts it.
+async fn served_position_pnl(
+    stack: &Stack,
+    what: &str,
+    ready: impl Fn(&pb::GetPositionPnlResponse) -> bool,
+) -> pb::GetPositionPnlResponse {
+    eventually(what, Duration::from_secs(10), || async {
+        let r = stack.client.clone().get_position_pnl(pb::GetPositionPnlRequest::default()).await.ok()?.into_inner();
+        (is_live(&r.freshness) && ready(&r)).then_some(r)
+    })
+    .await
+}
+
+async fn served_account_pnl(stack: &Stack) -> pb::GetAccountPnlResponse {
+    eventually("account PnL live for both accounts", Duration::from_secs(10), || async {
+        let r = stack.client.clone().get_account_pnl(pb::GetAccountPnlRequest::default()).await.ok()?.into_inner();
+        (is_live(&r.freshness) && r.accounts.len() == 2).then_some(r)
+    })
+    .await
+}
+
+fn json(out: &Outcome) -> serde_json::Value {
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// The report's line for `contract` ("STK", "OPT …") of `symbol` in `account`.
+fn line<'a>(doc: &'a serde_json::Value, account: &str, symbol: &str, contract: &str) -> &'a serde_json::Value {
+    let accounts = doc["accounts"].as_array().expect("accounts");
+    let a = accounts.iter().find(|a| a["id"] == account).unwrap_or_else(|| panic!("{account} in {doc}"));
+    let lines = a["lines"].as_array().expect("lines");
+    lines
+        .iter()
+        .find(|l| l["symbol"] == symbol && l["contract"].as_str().is_some_and(|c| c.starts_with(contract)))
+        .unwrap_or_else(|| panic!("{symbol} {contract} in {a}"))
+}
+
+fn served_row(r: &pb::GetPositionPnlResponse, account: &str, con_id: i64) -> pb::PositionPnl {
+    r.positions.iter().find(|p| p.account == account && p.con_id == con_id).cloned().expect("a served row")
+}
+
+#[tokio::test]
+async fn values_and_pnl_are_printed_per_position_and_account_in_the_base_currency() {
+    let stack = start_stack_with(fast_settings(), quick_pnl()).await;
+    let gateway = grpc_url(&stack);
+    let held = stack.sim().positions().len();
+    let served = served_position_pnl(&stack, "a PnL row for every position", |r| r.positions.len() == held).await;
+    served_account_pnl(&stack).await;
+
+    let doc = json(&run(&gateway, &["--symbols", "AAPL,MSFT", "--json"], RUN).await);
+    // AAPL is held by both accounts, at different sizes: each line carries its own account's row.
+    for (account, con_id, value) in [("DU1234567", 265598, "18950"), ("DU7654321", 265598, "1895")] {
+        let pnl = &line(&doc, account, "AAPL", "STK")["pnl"];
+        let row = served_row(&served, account, con_id);
+        assert_eq!(pnl["market_value"], value, "{account}: {pnl}");
+        assert_eq!(pnl["market_value"], row.market_value.as_str(), "the served decimal string, untouched");
+        assert_eq!(pnl["unrealized_pnl"], row.unrealized_pnl.as_str());
+        assert_eq!(pnl["daily_pnl"], row.daily_pnl.as_str());
+        assert_eq!((&pnl["currency"], &pnl["state"]), (&"BASE".into(), &"LIVE".into()), "{pnl}");
+    }
+    let option = &line(&doc, "DU1234567", "AAPL", "OPT")["pnl"];
+    assert_eq!(option["market_value"], served_row(&served, "DU1234567", 720104601).market_value.as_str());
+    let accounts = doc["accounts"].as_array().unwrap();
+    let first = accounts.iter().find(|a| a["id"] == "DU1234567").unwrap();
+    assert_eq!(first["pnl"]["daily_pnl"], "412.35", "the simulator's daily PnL: {first}");
+    assert_eq!(first["pnl"]["currency"], "BASE");
+    assert_eq!(doc["pnl_freshness"]["accounts"]["state"], "LIVE");
+    assert_eq!(doc["pnl_freshness"]["positions"]["state"], "LIVE");
+
+    let text = run(&gateway, &["--symbols", "AAPL,MSFT", "--account", "DU1234567"], RUN).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(text.stdout.contains("PnL in each account's base currency (BASE): accounts LIVE"), "{}", text.stdout);
+    assert!(text.stdout.contains("PnL in BASE      daily +412.35  unrealized "), "{}", text.stdout);
+    assert!(text.stdout.contains("PnL in BASE  value 18950.00  price 189.50  unrealized +3925.00"), "{}", text.stdout);
+    assert!(text.stdout.contains("PnL in BASE  value 16608.00"), "MSFT: {}", text.stdout);
+
+    // A trade: the line follows once the PnL is for the new size, never mixing the two.
+    let mut msft = stack.sim().positions().into_iter().find(|p| p.symbol == "MSFT").unwrap();
+    msft.quantity = "77".into();
+    stack.sim().upsert_positions(vec![msft.clone()]).unwrap();
+    let served = served_position_pnl(&stack, "MSFT's PnL for 77 shares", |r| {
+        r.positions.iter().any(|p| p.con_id == i64::from(msft.con_id) && p.quantity == "77")
+    })
+    .await;
+    eventually("MSFT's position at 77 shares", Duration::from_secs(10), || async {
+        let request = pb::GetPositionsRequest { symbols: vec!["MSFT".into()], ..Default::default() };
+        let r = stack.client.clone().get_positions(request).await.ok()?.into_inner();
+        r.positions.iter().any(|p| p.quantity == "77").then_some(())
+    })
+    .await;
+    let doc = json(&run(&gateway, &["--symbols", "MSFT", "--json", "--account", "DU1234567"], RUN).await);
+    let msft_line = line(&doc, "DU1234567", "MSFT", "STK");
+    assert_eq!(msft_line["quantity"], "77", "{msft_line}");
+    let row = served_row(&served, "DU1234567", i64::from(msft.con_id));
+    assert_eq!(msft_line["pnl"]["market_value"], row.market_value.as_str(), "{msft_line}");
+    assert_eq!(msft_line["pnl"]["quantity"], "77");
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn a_position_without_pnl_says_so_and_never_shows_zero() {
+    // gateway-svc holds at most one position PnL subscription here: the rest get no row.
+    let mut settings = fast_settings();
+    settings.upstream.max_position_pnl = 1;
+    let stack = start_stack_with(settings, quick_pnl()).await;
+    served_position_pnl(&stack, "the one position PnL row", |r| r.positions.len() == 1).await;
+    let out = run(&grpc_url(&stack), &["--symbols", "AAPL,MSFT", "--account", "DU1234567"], RUN).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let after = |start: &str| {
+        let i = lines.iter().position(|l| l.trim_start().starts_with(start)).expect(start);
+        lines[i + 1]
+    };
+    assert!(after("AAPL   STK").contains("PnL in BASE  value 18950.00"), "{}", out.stdout);
+    assert_eq!(after("MSFT").trim(), "PnL n/a (no PnL for this position)", "{}", out.stdout);
+    assert_eq!(after("AAPL   OPT").trim(), "PnL n/a (no PnL for this position)", "{}", out.stdout);
+    assert!(!out.stdout.contains("value 0.00"), "{}", out.stdout);
+
+    let doc = json(&run(&grpc_url(&stack), &["--symbols", "MSFT", "--json"], RUN).await);
+    let msft = line(&doc, "DU1234567", "MSFT", "STK");
+    assert_eq!(msft["pnl"], serde_json::Value::Null, "{msft}");
+    assert_eq!(msft["pnl_unavailable"], "no PnL for this position");
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn pnl_kept_through_an_outage_is_marked_stale() {
+    let stack = start_stack_with(fast_settings(), quick_pnl()).await;
+    let gateway = grpc_url(&stack);
+    let held = stack.sim().positions().len();
+    served_position_pnl(&stack, "a PnL row for every position", |r| r.positions.len() == held).await;
+    served_account_pnl(&stack).await;
+    stack.sim().inject(Fault::Restart { down_ms: 60_000 }).unwrap();
+    wait_not_ready(&stack).await;
+    let stale = ["--symbols", "AAPL", "--account", "DU1234567", "--ready-timeout", "200ms", "--max-staleness", "10m"];
+    let doc = json(&run(&gateway, &[&stale[..], &["--json"]].concat(), RUN).await);
+    assert_eq!(doc["pnl_freshness"]["accounts"]["state"], "STALE", "{doc}");
+    assert_eq!(doc["pnl_freshness"]["positions"]["state"], "STALE", "{doc}");
+    let aapl = &line(&doc, "DU1234567", "AAPL", "STK")["pnl"];
+    assert_eq!((&aapl["state"], &aapl["market_value"]), (&"STALE".into(), &"18950".into()), "kept, not zeroed: {aapl}");
+    assert_eq!(doc["accounts"][0]["pnl"]["state"], "STALE");
+    assert_eq!(doc["accounts"][0]["pnl"]["daily_pnl"], "412.35");
+    let text = run(&gateway, &stale, RUN).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(text.stdout.contains("accounts STALE since "), "{}", text.stdout);
+    assert!(text.stdout.contains("value 18950.00  price 189.50  unrealized +3925.00  daily "), "{}", text.stdout);
+    let aapl_pnl = text.stdout.lines().find(|l| l.contains("value 18950.00")).unwrap();
+    assert!(aapl_pnl.ends_with("STALE"), "{}", text.stdout);
+    stack.sim().reset();
+    stack.wait_ready().await;
     stack.stop_and_check().await;
 }

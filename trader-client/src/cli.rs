@@ -4,12 +4,18 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Reads accounts, positions and the account summary from gateway-svc and prints a report.
+/// Reads accounts, positions, the account summary and profit and loss from gateway-svc and
+/// prints a report.
 ///
 /// Waits up to --ready-timeout for the upstream session to be READY. If it is still not ready,
 /// the last known data is printed marked STALE, provided it has been stale for no longer than
 /// --max-staleness. Every gRPC call has a deadline of --rpc-timeout. SIGINT and SIGTERM end the
 /// process at once, whatever it is doing.
+///
+/// Each position shows its market value, unrealized and daily PnL, and each account its daily,
+/// unrealized and realized PnL, in the account's base currency (labelled BASE), as gateway-svc
+/// serves them. PnL that is missing, or stale for longer than --max-staleness, is printed as n/a
+/// with the reason, never as 0, and does not fail the run.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about, long_about, after_long_help = crate::exit::help())]
 pub struct Args {

@@ -2,7 +2,10 @@
 
 /// Every exit code and what it means (Markdown: README.md shows the same rows).
 pub const CODES: &[(u8, &str)] = &[
-    (0, "report printed: data LIVE, or STALE for no longer than `--max-staleness` (the report says STALE)"),
+    (
+        0,
+        "report printed: data LIVE, or STALE for no longer than `--max-staleness` (the report says STALE); missing or older PnL is printed as n/a",
+    ),
     (1, "any other error"),
     (2, "bad command line"),
     (3, "gateway-svc unreachable, or it did not answer within `--rpc-timeout`"),

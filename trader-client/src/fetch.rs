@@ -1,5 +1,5 @@
-//! One round trip: wait for readiness, then read accounts, positions and summary. Every call has
-//! a deadline (`--rpc-timeout`); the wait for READY is bounded by `--ready-timeout`.
+//! One round trip: wait for readiness, then read accounts, positions, summary and PnL. Every call
+//! has a deadline (`--rpc-timeout`); the wait for READY is bounded by `--ready-timeout`.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use crate::cli::Args;
-use crate::report::Report;
+use crate::report::{Answers, Pnl, Report, Wanted};
 use crate::signal::Signal;
 
 /// The summary tags the report shows.
@@ -205,15 +205,52 @@ pub async fn fetch(client: &mut Client, args: &Args) -> Result<Report, Failure> 
     let positions = call(addr, "GetPositions", limit, client.get_positions(request(positions_request, limit)))
         .await?
         .map_err(data_error)?;
-    let summary_request =
-        pb::GetAccountSummaryRequest { accounts: accounts_filter, tags: TAGS.iter().map(|t| t.to_string()).collect() };
+    let summary_request = pb::GetAccountSummaryRequest {
+        accounts: accounts_filter.clone(),
+        tags: TAGS.iter().map(|t| t.to_string()).collect(),
+    };
     let summary = call(addr, "GetAccountSummary", limit, client.get_account_summary(request(summary_request, limit)))
         .await?
         .map_err(data_error)?;
+    // PnL never fails a run that has positions: without it the report says n/a.
+    let account_pnl_request = pb::GetAccountPnlRequest { accounts: accounts_filter.clone() };
+    let account_pnl = call(addr, "GetAccountPnl", limit, client.get_account_pnl(request(account_pnl_request, limit)))
+        .await?
+        .map_or_else(|s| pnl_missing(addr, s), |r| Ok(Pnl::Served(r)))?;
+    let position_pnl_request = pb::GetPositionPnlRequest { accounts: accounts_filter };
+    let position_pnl =
+        call(addr, "GetPositionPnl", limit, client.get_position_pnl(request(position_pnl_request, limit)))
+            .await?
+            .map_or_else(|s| pnl_missing(addr, s), |r| Ok(Pnl::Served(r)))?;
     let waited = started.elapsed();
     check_freshness(positions.freshness.as_ref(), args.max_staleness, waited)?;
     check_freshness(summary.freshness.as_ref(), args.max_staleness, waited)?;
-    Ok(Report::build(addr, &health, &accounts, &positions, &summary, &args.symbols, args.account.as_deref()))
+    let answers = Answers {
+        health: &health,
+        accounts: &accounts,
+        positions: &positions,
+        summary: &summary,
+        account_pnl: &account_pnl,
+        position_pnl: &position_pnl,
+    };
+    let wanted = Wanted {
+        symbols: &args.symbols,
+        account: args.account.as_deref(),
+        max_staleness: args.max_staleness,
+        now: SystemTime::now(),
+    };
+    Ok(Report::build(addr, &answers, &wanted))
+}
+
+/// A PnL call that gave no answer: none yet (UNAVAILABLE from a reachable service) and none at
+/// all (UNIMPLEMENTED: a gateway-svc older than PnL) are reported as n/a; anything else fails as
+/// the other calls do.
+fn pnl_missing<T>(addr: &str, s: tonic::Status) -> Result<Pnl<T>, Failure> {
+    match s.code() {
+        Code::Unavailable if !is_transport(&s) => Ok(Pnl::NotYet(s.message().to_owned())),
+        Code::Unimplemented => Ok(Pnl::NotServed),
+        _ => Err(unreachable_or(addr, s)),
+    }
 }
 
 fn is_ready(h: &pb::Health) -> bool {
@@ -374,6 +411,15 @@ mod tests {
         let unknown = check_freshness(Some(&fresh(pb::FreshnessState::Unknown, w)), min, w).expect_err("unknown");
         assert_eq!(unknown.exit_code(), 4);
         assert_eq!(check_freshness(None, min, w).expect_err("none").exit_code(), 4);
+    }
+
+    #[test]
+    fn pnl_not_there_yet_or_not_served_is_no_failure() {
+        let not_yet = pnl_missing::<()>("a", tonic::Status::unavailable("session SYNCING"));
+        assert_eq!(not_yet.ok(), Some(Pnl::NotYet("session SYNCING".into())));
+        assert_eq!(pnl_missing::<()>("a", tonic::Status::unimplemented("")).ok(), Some(Pnl::NotServed));
+        let denied = pnl_missing::<()>("a", tonic::Status::unauthenticated("no token")).expect_err("a failure");
+        assert_eq!(denied.exit_code(), 1, "{denied:?}");
     }
 
     #[test]
