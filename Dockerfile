@@ -16,7 +16,7 @@ WORKDIR /src
 # gateway-svc needs --cfg tokio_unstable to turn tokio's LIFO slot off (batched HTTP/2 writes;
 # docs/BENCHMARKS.md, F7). .cargo/config.toml sets it, but a RUSTFLAGS variable replaces that
 # setting instead of adding to it, so it is set here explicitly: keep it in any flags you add.
-# Without it the service logs a start-up warning and exports gateway_runtime_tuned 0.
+# Without it the service logs a start-up warning and exports ibgw_runtime_tuned 0.
 ENV RUSTFLAGS="--cfg tokio_unstable"
 COPY . .
 # The registry cache only speeds up rebuilds; the binaries stay in the image layer.
