@@ -25,6 +25,9 @@ use crate::support::stack::{Stack, fast_settings, start_stack_with};
 /// Seeds that once found a defect, run on every test run before the random ones.
 /// 1001: 100 → 0 → 50 on one contract in one batch (the close-then-reopen loss).
 const KEPT_SEEDS: &[u64] = &[1001];
+/// The same for the variant with faults.
+/// 20017: a link loss restored with 1102 left PnL STALE for good.
+const KEPT_FAULT_SEEDS: &[u64] = &[20017];
 
 const ACCOUNTS: [&str; 2] = ["DU1234567", "DU7654321"];
 /// Contracts the steps play with: two the book holds at start, two it does not.
@@ -329,9 +332,9 @@ async fn play(stack: &Stack, clients: &mut Clients, template: &Position, seed: u
     }
 }
 
-fn seeds(default: usize, offset: u64) -> Vec<u64> {
+fn seeds(default: usize, offset: u64, kept: &[u64]) -> Vec<u64> {
     let n = std::env::var("IBGW_TRUTH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    KEPT_SEEDS.iter().copied().chain((0..n as u64).map(|i| offset + i)).collect()
+    kept.iter().copied().chain((0..n as u64).map(|i| offset + i)).collect()
 }
 
 async fn run(default_cases: usize, offset: u64, faults: bool) {
@@ -342,7 +345,7 @@ async fn run(default_cases: usize, offset: u64, faults: bool) {
     let stack = start_stack_with(fast_settings(), scenario).await;
     let mut clients = Clients::open(&stack).await;
     let template = stack.sim().positions().into_iter().find(|p| p.con_id == CONTRACTS[0].0).expect("AAPL in the book");
-    let seeds = seeds(default_cases, offset);
+    let seeds = seeds(default_cases, offset, if faults { KEPT_FAULT_SEEDS } else { KEPT_SEEDS });
     for &seed in &seeds {
         play(&stack, &mut clients, &template, seed, &case(seed, faults)).await;
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli_errors;
+mod data_truth;
 mod gateway_bad_input;
 mod gateway_config;
 mod gateway_faults;
@@ -11,6 +12,7 @@ mod gateway_rpc;
 mod gateway_streams;
 mod gateway_tls;
 mod metrics;
+mod pnl;
 mod sim_faults;
 mod sim_interop;
 mod trader_client;

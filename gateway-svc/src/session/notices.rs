@@ -45,8 +45,12 @@ impl Actor {
                 self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data maintained: refreshing account summary");
                 *link_lost = false;
+                // Every subscription but the summary's carries on: its data is live again. (PnL
+                // was forgotten here once and stayed STALE after every 1102: data-truth seed 20017.)
                 self.state.accounts.set_freshness(Freshness::Live);
                 self.state.positions.set_freshness(Freshness::Live);
+                self.state.account_pnl.set_freshness(Freshness::Live);
+                self.state.position_pnl.set_freshness(Freshness::Live);
                 NoticeAction::RefreshSummary
             }
             1300 => {
