@@ -184,6 +184,7 @@ def test_wait_for_ready_rides_out_a_missing_gateway_svc() -> None:
             assert not waiter.is_alive()
             assert result and result[0].is_ready
         finally:
+            client.close()
             demo.stop()
 
 
@@ -209,6 +210,7 @@ def test_wait_for_ready_times_out_with_the_last_state(fresh_demo: Demo) -> None:
 
 def test_closing_the_client_ends_its_streams(demo: Demo) -> None:
     client = Client(demo.grpc)
+    client.wait_for_ready(timeout=patient(10))
     stream = client.watch_positions()
     pump = Pump(stream)
     pump.expect("SNAPSHOT", kind(UpdateKind.SNAPSHOT))
@@ -218,8 +220,10 @@ def test_closing_the_client_ends_its_streams(demo: Demo) -> None:
 
     async def main() -> None:
         ac = AsyncClient(demo.grpc)
-        astream = ac.watch_health()
-        assert (await asyncio.wait_for(astream.__anext__(), patient(10))).is_ready
+        await ac.wait_for_ready(timeout=patient(10))
+        astream = ac.watch_positions()  # the session demo's book never changes: nothing follows the snapshot
+        first = await asyncio.wait_for(astream.__anext__(), patient(10))
+        assert first.kind is UpdateKind.SNAPSHOT and first.freshness.is_live
         blocked = asyncio.ensure_future(astream.__anext__())
         await ac.close()
         with pytest.raises(StopAsyncIteration):
