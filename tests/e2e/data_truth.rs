@@ -338,10 +338,8 @@ fn seeds(default: usize, offset: u64, kept: &[u64]) -> Vec<u64> {
 }
 
 async fn run(default_cases: usize, offset: u64, faults: bool) {
-    let mut scenario = Scenario::default();
     // Summary changes and PnL arrive on the gateway's cadences; short ones keep quiet points quick.
-    scenario.account_summary_refresh_ms = 20;
-    scenario.pnl_interval_ms = 20;
+    let scenario = Scenario { account_summary_refresh_ms: 20, pnl_interval_ms: 20, ..Scenario::default() };
     let stack = start_stack_with(fast_settings(), scenario).await;
     let mut clients = Clients::open(&stack).await;
     let template = stack.sim().positions().into_iter().find(|p| p.con_id == CONTRACTS[0].0).expect("AAPL in the book");

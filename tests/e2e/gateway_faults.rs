@@ -69,7 +69,7 @@ async fn reconnect_attempts_are_paced_and_the_wait_is_capped() {
     let longest_wait = std::cell::Cell::new(Duration::ZERO);
     let h = eventually("ready again after the outage", WITHIN, || async {
         let h = stack.health().await;
-        if let Some(next) = h.next_attempt_at.clone() {
+        if let Some(next) = h.next_attempt_at {
             let next = SystemTime::try_from(next).unwrap();
             let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
             longest_wait.set(longest_wait.get().max(wait));
