@@ -20,9 +20,6 @@ use crate::state::State;
 /// Items pulled from one upstream stream per wake-up: a burst becomes one published delta.
 const BATCH: usize = 512;
 
-/// Times the first snapshot is requested again after the crate dropped frames while we read it.
-const SNAPSHOT_ATTEMPTS: u32 = 3;
-
 /// What one upstream item means for a kind's rows.
 #[derive(Debug)]
 pub(crate) enum Edit<R: Row> {
@@ -142,19 +139,19 @@ fn lagged(n: &Notice, kind: &'static str, metrics: &Metrics) -> bool {
 }
 
 /// Subscribes and reads the first full snapshot up to its end marker. When frames were dropped
-/// during the read the snapshot would be incomplete, so it is requested again (a few times)
-/// rather than published.
+/// during the read the snapshot would be incomplete, so it is requested again, never published.
+/// A burst ends, so it is retried until `until`; a buffer too small for the snapshot itself
+/// then gives up with [`ReadError::Lagged`].
 pub(crate) async fn open<K: Kind>(
     client: &Client,
     metrics: &Metrics,
+    until: tokio::time::Instant,
 ) -> Result<(K::Sub, BTreeMap<<K::Row as Row>::Key, K::Row>), ReadError> {
-    let mut attempt = 0;
     loop {
-        attempt += 1;
         let mut sub = K::subscribe(client).await.map_err(|e| ReadError::Closed(format!("{}: {e}", K::LABEL)))?;
         match read_snapshot::<K>(&mut sub, metrics).await {
             Ok(rows) => return Ok((sub, rows)),
-            Err(ReadError::Lagged) if attempt < SNAPSHOT_ATTEMPTS => K::cancel(&sub).await,
+            Err(ReadError::Lagged) if tokio::time::Instant::now() < until => K::cancel(&sub).await,
             Err(e) => {
                 K::cancel(&sub).await;
                 return Err(e);

@@ -369,6 +369,25 @@ async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
         .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(lagged >= 1.0, "the burst overflowed the upstream buffer and was reconciled:\n{metrics}");
+    // The book changed at once but its 10,000 frames drain afterwards, and the view converged
+    // from a resync before the tail arrived. Stopping now would close our socket with unread
+    // data, which the kernel answers with RST: wait until the upstream is quiet.
+    let rows = || async {
+        let metrics = crate::gateway_rpc::http_get(stack.demo.service.ops_addr, "/metrics").await;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("ibgw_upstream_updates_total{kind=\"positions\"}"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let last = std::cell::Cell::new((rows().await, 0));
+    eventually("the burst's tail to drain (no new upstream rows over 10 polls)", WITHIN, || async {
+        let now = rows().await;
+        let (before, quiet) = last.get();
+        last.set(if now == before { (now, quiet + 1) } else { (now, 0) });
+        (last.get().1 >= 10).then_some(())
+    })
+    .await;
     stack.stop_and_check().await;
 }
 

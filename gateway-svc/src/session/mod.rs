@@ -380,8 +380,11 @@ impl Actor {
     }
 
     async fn open<K: Kind>(&self, client: &Client) -> Result<K::Sub, End> {
+        // Retry a lagging first read for most of the sync timeout (a burst ends), so that a
+        // buffer too small for the snapshot itself is reported as such before the timeout fires.
+        let until = Instant::now() + self.cfg.sync_timeout() * 3 / 4;
         let (sub, rows) =
-            upstream::open::<K>(client, &self.state.metrics).await.map_err(|e| read_lost(e, "sync_failed"))?;
+            upstream::open::<K>(client, &self.state.metrics, until).await.map_err(|e| read_lost(e, "sync_failed"))?;
         K::hub(&self.state).resync(self.epoch, rows);
         Ok(sub)
     }
