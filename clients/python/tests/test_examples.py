@@ -10,13 +10,15 @@ import threading
 import time
 from typing import IO, List
 
-import pytest
 
 from conftest import ROOT, Demo, patient
 
 EXAMPLES = ROOT / "examples" / "python"
 
-pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/python is not next to these tests")
+
+def test_the_examples_are_here() -> None:
+    # Never a silent skip: the examples live in the repository beside these tests.
+    assert EXAMPLES.is_dir(), f"{EXAMPLES} is missing"
 
 
 def run_trader(demo: Demo, *args: str) -> subprocess.CompletedProcess[str]:
