@@ -1,6 +1,8 @@
-//! Three long-lived gRPC streams (positions, account summary, health) kept open against
-//! gateway-svc, reconnecting with backoff when it goes away. Each applies snapshots, deltas and
-//! resyncs exactly as the API documents and publishes the result into the dashboard model.
+//! Five long-lived gRPC streams (positions, account summary, account PnL, position PnL, health)
+//! kept open against gateway-svc, reconnecting with backoff when it goes away. Each applies
+//! snapshots, deltas and resyncs exactly as the API documents and publishes the result into the
+//! dashboard model. A gateway-svc that does not serve a stream (UNIMPLEMENTED: older than PnL) is
+//! asked again now and then; the rest of the page works meanwhile.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,11 +18,14 @@ use crate::model::{self, Dashboard, DataView, FreshnessView};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// How long before asking again for a stream gateway-svc does not serve.
+const NOT_SERVED_RETRY: Duration = Duration::from_secs(30);
 
-/// Starts the three stream tasks on `tracker`.
+/// Starts the stream tasks on `tracker`.
 pub fn spawn(client: Client, model: watch::Sender<Dashboard>, tracker: &TaskTracker, shutdown: CancellationToken) {
-    tracker.spawn(run(Kind::Positions, client.clone(), model.clone(), shutdown.clone()));
-    tracker.spawn(run(Kind::Summary, client.clone(), model.clone(), shutdown.clone()));
+    for kind in [Kind::Positions, Kind::Summary, Kind::AccountPnl, Kind::PositionPnl] {
+        tracker.spawn(run(kind, client.clone(), model.clone(), shutdown.clone()));
+    }
     tracker.spawn(run(Kind::Health, client, model, shutdown));
 }
 
@@ -28,7 +33,30 @@ pub fn spawn(client: Client, model: watch::Sender<Dashboard>, tracker: &TaskTrac
 enum Kind {
     Positions,
     Summary,
+    AccountPnl,
+    PositionPnl,
     Health,
+}
+
+/// Why a stream ended.
+#[derive(Debug)]
+enum Ended {
+    /// The dashboard is shutting down.
+    Shutdown,
+    /// gateway-svc went away, or refused the stream: reconnect.
+    Lost(String),
+    /// gateway-svc does not serve this stream (UNIMPLEMENTED).
+    NotServed(String),
+}
+
+impl Ended {
+    fn from_status(s: &tonic::Status) -> Ended {
+        if s.code() == tonic::Code::Unimplemented {
+            Ended::NotServed(source_chain(s))
+        } else {
+            Ended::Lost(source_chain(s))
+        }
+    }
 }
 
 /// What the positions and summary streams have in common.
@@ -42,6 +70,63 @@ trait StreamMessage {
     fn freshness(&self) -> Option<&pb::Freshness>;
     fn epoch(&self) -> u64;
     fn as_of(&self) -> Option<prost_types::Timestamp>;
+}
+
+impl StreamMessage for pb::WatchAccountPnlResponse {
+    type Row = pb::AccountPnl;
+    fn kind(&self) -> pb::UpdateKind {
+        pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
+    }
+    fn items(&self) -> &[pb::AccountPnl] {
+        &self.items
+    }
+    fn upserts(&self) -> &[pb::AccountPnl] {
+        &self.upserts
+    }
+    fn removal_keys(&self) -> Vec<String> {
+        self.removals.iter().map(|k| k.account.clone()).collect()
+    }
+    fn key(p: &pb::AccountPnl) -> String {
+        p.account.clone()
+    }
+    fn freshness(&self) -> Option<&pb::Freshness> {
+        self.freshness.as_ref()
+    }
+    fn epoch(&self) -> u64 {
+        self.session_epoch
+    }
+    fn as_of(&self) -> Option<prost_types::Timestamp> {
+        self.as_of
+    }
+}
+
+/// Keyed like positions (`account:con_id`), so the page joins each row to its position.
+impl StreamMessage for pb::WatchPositionPnlResponse {
+    type Row = pb::PositionPnl;
+    fn kind(&self) -> pb::UpdateKind {
+        pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
+    }
+    fn items(&self) -> &[pb::PositionPnl] {
+        &self.items
+    }
+    fn upserts(&self) -> &[pb::PositionPnl] {
+        &self.upserts
+    }
+    fn removal_keys(&self) -> Vec<String> {
+        self.removals.iter().map(|k| format!("{}:{}", k.account, k.con_id)).collect()
+    }
+    fn key(p: &pb::PositionPnl) -> String {
+        format!("{}:{}", p.account, p.con_id)
+    }
+    fn freshness(&self) -> Option<&pb::Freshness> {
+        self.freshness.as_ref()
+    }
+    fn epoch(&self) -> u64 {
+        self.session_epoch
+    }
+    fn as_of(&self) -> Option<prost_types::Timestamp> {
+        self.as_of
+    }
 }
 
 impl StreamMessage for pb::WatchPositionsResponse {
@@ -127,17 +212,46 @@ async fn run(kind: Kind, mut client: Client, model: watch::Sender<Dashboard>, sh
         let ended = match kind {
             Kind::Positions => positions(&mut client, &model, &shutdown, &mut backoff).await,
             Kind::Summary => summary(&mut client, &model, &shutdown, &mut backoff).await,
+            Kind::AccountPnl => account_pnl(&mut client, &model, &shutdown, &mut backoff).await,
+            Kind::PositionPnl => position_pnl(&mut client, &model, &shutdown, &mut backoff).await,
             Kind::Health => health(&mut client, &model, &shutdown, &mut backoff).await,
         };
-        let Some(error) = ended else { return };
-        warn!(stream = ?kind, %error, "stream to gateway-svc lost; reconnecting");
-        link_down(&model, &error);
+        let pause = match ended {
+            Ended::Shutdown => return,
+            Ended::Lost(error) => {
+                warn!(stream = ?kind, %error, "stream to gateway-svc lost; reconnecting");
+                link_down(&model, &error);
+                let pause = backoff;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                pause
+            }
+            Ended::NotServed(error) => {
+                warn!(stream = ?kind, %error, "gateway-svc does not serve this stream; asking again later");
+                not_served(&model, kind);
+                NOT_SERVED_RETRY
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(pause) => {}
             () = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// A stream gateway-svc does not serve: its data is UNKNOWN, with the reason, never empty-as-zero.
+fn not_served(model: &watch::Sender<Dashboard>, kind: Kind) {
+    let unknown = FreshnessView {
+        state: "UNKNOWN".into(),
+        since: None,
+        reason: "this gateway-svc does not serve it (UNIMPLEMENTED)".into(),
+    };
+    model.send_modify(|d| match kind {
+        Kind::Positions => d.positions.freshness = unknown,
+        Kind::Summary => d.summary.freshness = unknown,
+        Kind::AccountPnl => d.account_pnl.freshness = unknown,
+        Kind::PositionPnl => d.position_pnl.freshness = unknown,
+        Kind::Health => {}
+    });
 }
 
 fn link_up(model: &watch::Sender<Dashboard>) {
@@ -163,12 +277,14 @@ fn link_down(model: &watch::Sender<Dashboard>, error: &str) {
         let stale =
             FreshnessView { state: "STALE".into(), since: Some(since), reason: "gateway-svc unreachable".into() };
         d.positions.freshness = stale.clone();
-        d.summary.freshness = stale;
+        d.summary.freshness = stale.clone();
+        d.account_pnl.freshness = stale.clone();
+        d.position_pnl.freshness = stale;
     });
 }
 
-/// Runs one data stream until it fails (returns the error) or shutdown (returns None), applying
-/// each message to its rows and publishing them, converted by `row`, into the `view` it feeds.
+/// Runs one data stream until it fails or shutdown, applying each message to its rows and
+/// publishing them, converted by `row`, into the `view` it feeds.
 async fn data<M, V>(
     opened: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
     model: &watch::Sender<Dashboard>,
@@ -176,20 +292,20 @@ async fn data<M, V>(
     backoff: &mut Duration,
     view: fn(&mut Dashboard) -> &mut DataView<V>,
     row: fn(&M::Row) -> V,
-) -> Option<String>
+) -> Ended
 where
     M: StreamMessage,
     M::Row: Clone,
 {
     let mut stream = match opened {
         Ok(r) => r.into_inner(),
-        Err(s) => return Some(source_chain(&s)),
+        Err(s) => return Ended::from_status(&s),
     };
     let mut rows = BTreeMap::new();
     loop {
         // Cancellation safe: Streaming::message keeps partial frames buffered.
         let msg = tokio::select! {
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ended::Shutdown,
             m = stream.message() => m,
         };
         match msg {
@@ -206,8 +322,8 @@ where
                     v.messages += 1;
                 });
             }
-            Ok(None) => return Some("stream ended".into()),
-            Err(s) => return Some(source_chain(&s)),
+            Ok(None) => return Ended::Lost("stream ended".into()),
+            Err(s) => return Ended::Lost(source_chain(&s)),
         }
     }
 }
@@ -217,7 +333,7 @@ async fn positions(
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
     backoff: &mut Duration,
-) -> Option<String> {
+) -> Ended {
     let opened = client.watch_positions(pb::WatchPositionsRequest::default()).await;
     data(opened, model, shutdown, backoff, |d| &mut d.positions, model::position).await
 }
@@ -227,9 +343,29 @@ async fn summary(
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
     backoff: &mut Duration,
-) -> Option<String> {
+) -> Ended {
     let opened = client.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await;
     data(opened, model, shutdown, backoff, |d| &mut d.summary, model::summary).await
+}
+
+async fn account_pnl(
+    client: &mut Client,
+    model: &watch::Sender<Dashboard>,
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+) -> Ended {
+    let opened = client.watch_account_pnl(pb::WatchAccountPnlRequest::default()).await;
+    data(opened, model, shutdown, backoff, |d| &mut d.account_pnl, model::account_pnl).await
+}
+
+async fn position_pnl(
+    client: &mut Client,
+    model: &watch::Sender<Dashboard>,
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+) -> Ended {
+    let opened = client.watch_position_pnl(pb::WatchPositionPnlRequest::default()).await;
+    data(opened, model, shutdown, backoff, |d| &mut d.position_pnl, model::position_pnl).await
 }
 
 async fn health(
@@ -237,14 +373,14 @@ async fn health(
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
     backoff: &mut Duration,
-) -> Option<String> {
+) -> Ended {
     let mut stream = match client.watch_health(pb::WatchHealthRequest {}).await {
         Ok(r) => r.into_inner(),
-        Err(s) => return Some(source_chain(&s)),
+        Err(s) => return Ended::from_status(&s),
     };
     loop {
         let msg = tokio::select! {
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ended::Shutdown,
             m = stream.message() => m,
         };
         match msg {
@@ -255,8 +391,60 @@ async fn health(
                     model.send_modify(|d| d.health = Some(model::health(&h)));
                 }
             }
-            Ok(None) => return Some("stream ended".into()),
-            Err(s) => return Some(source_chain(&s)),
+            Ok(None) => return Ended::Lost("stream ended".into()),
+            Err(s) => return Ended::Lost(source_chain(&s)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(con_id: i64, value: &str) -> pb::PositionPnl {
+        pb::PositionPnl { account: "DU1".into(), con_id, market_value: value.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn position_pnl_rows_are_keyed_like_positions_and_follow_snapshots_deltas_and_resyncs() {
+        let mut rows = BTreeMap::new();
+        let snapshot = pb::WatchPositionPnlResponse {
+            kind: pb::UpdateKind::Snapshot as i32,
+            items: vec![row(1, "10"), row(2, "20")],
+            ..Default::default()
+        };
+        apply(&mut rows, &snapshot);
+        let position = model::position(&pb::Position { account: "DU1".into(), con_id: 1, ..Default::default() });
+        assert_eq!(rows.get(&position.key).map(|r| r.market_value.as_str()), Some("10"), "joined by account:con_id");
+        let delta = pb::WatchPositionPnlResponse {
+            kind: pb::UpdateKind::Delta as i32,
+            upserts: vec![row(1, "11")],
+            removals: vec![pb::PositionKey { account: "DU1".into(), con_id: 2 }],
+            ..Default::default()
+        };
+        apply(&mut rows, &delta);
+        assert_eq!(rows.values().map(|r| r.market_value.as_str()).collect::<Vec<_>>(), ["11"]);
+        let freshness = pb::WatchPositionPnlResponse { kind: pb::UpdateKind::Freshness as i32, ..Default::default() };
+        apply(&mut rows, &freshness);
+        assert_eq!(rows.len(), 1, "a freshness message keeps the rows");
+        let resync = pb::WatchPositionPnlResponse {
+            kind: pb::UpdateKind::Resync as i32,
+            items: vec![row(3, "30")],
+            ..Default::default()
+        };
+        apply(&mut rows, &resync);
+        assert_eq!(rows.keys().collect::<Vec<_>>(), ["DU1:3"]);
+    }
+
+    #[test]
+    fn a_stream_gateway_svc_does_not_serve_is_not_a_lost_link() {
+        assert!(matches!(Ended::from_status(&tonic::Status::unimplemented("")), Ended::NotServed(_)));
+        assert!(matches!(Ended::from_status(&tonic::Status::unavailable("down")), Ended::Lost(_)));
+        let (tx, rx) = watch::channel(Dashboard::default());
+        not_served(&tx, Kind::AccountPnl);
+        let d = rx.borrow();
+        assert_eq!(d.account_pnl.freshness.state, "UNKNOWN");
+        assert!(d.account_pnl.freshness.reason.contains("UNIMPLEMENTED"));
+        assert!(!d.gateway.error.contains("unreachable"));
     }
 }

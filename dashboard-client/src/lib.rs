@@ -1,10 +1,14 @@
-//! `dashboard-client`: a live web page of accounts, positions, summary and session health, fed
-//! by gateway-svc's streams. The browser talks only to this process (server-sent events); this
+//! `dashboard-client`: a live web page of accounts, positions with their value and PnL, account
+//! PnL, summary and session health, with charts of net liquidation and daily PnL, fed by
+//! gateway-svc's streams. The browser talks only to this process (server-sent events); this
 //! process is the only one talking gRPC, and it reconnects on its own when gateway-svc restarts.
 //!
 //! - [`model`]: what the page shows, kept current from the streams.
-//! - [`feed`]: the three stream tasks with reconnect and backoff.
-//! - [`web`]: the page, `/events` (SSE) and `/api/state`.
+//! - [`feed`]: the stream tasks (positions, summary, account PnL, position PnL, health) with
+//!   reconnect and backoff.
+//! - [`web`]: the page, `/events` (SSE) and `/api/state`. The page's script (`assets/app.js`)
+//!   draws the charts as plain SVG and keeps their history itself, a ring of the last 15
+//!   minutes per account, recording no point while data is not LIVE (a gap, never a zero).
 //! - [`guard`]: own names only (DNS rebinding), the optional token, security headers.
 //! - [`logging`]: stderr log lines, coloured only on a terminal without `NO_COLOR`.
 

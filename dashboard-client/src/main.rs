@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A live web dashboard of accounts, positions, summary and session health from gateway-svc.
+/// A live web dashboard of accounts, positions with their value and PnL, account PnL, summary,
+/// session health, and charts of net liquidation and daily PnL, from gateway-svc.
 ///
 /// The first stdout line is a JSON object with the bound address, e.g. {"listen":"127.0.0.1:8080"}.
 ///

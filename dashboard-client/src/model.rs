@@ -18,6 +18,10 @@ pub struct Dashboard {
     pub positions: DataView<PositionView>,
     /// Account summary.
     pub summary: DataView<SummaryView>,
+    /// Profit and loss per account (in each account's base currency).
+    pub account_pnl: DataView<AccountPnlView>,
+    /// Value and profit and loss per position (in its account's base currency).
+    pub position_pnl: DataView<PositionPnlView>,
 }
 
 /// Whether gateway-svc answers.
@@ -118,6 +122,44 @@ pub struct SummaryView {
     pub currency: String,
 }
 
+/// One account's profit and loss, decimal strings as gateway-svc serves them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AccountPnlView {
+    /// Account.
+    pub account: String,
+    /// Since the start of the trading day.
+    pub daily_pnl: String,
+    /// Of the open positions; empty when IB sends none.
+    pub unrealized_pnl: String,
+    /// Realized today; empty when IB sends none.
+    pub realized_pnl: String,
+    /// "BASE": the account's base currency.
+    pub currency: String,
+}
+
+/// One position's value and profit and loss, decimal strings as gateway-svc serves them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PositionPnlView {
+    /// `account:con_id`, the key of the position row it belongs to.
+    pub key: String,
+    /// Account.
+    pub account: String,
+    /// The size these figures are for.
+    pub quantity: String,
+    /// Market value.
+    pub market_value: String,
+    /// Market price per unit; empty when the quantity is 0.
+    pub market_price: String,
+    /// Since the start of the trading day.
+    pub daily_pnl: String,
+    /// Since the position was opened.
+    pub unrealized_pnl: String,
+    /// Realized.
+    pub realized_pnl: String,
+    /// "BASE": the account's base currency.
+    pub currency: String,
+}
+
 /// RFC 3339 (seconds) or `None`.
 pub fn rfc3339(t: Option<prost_types::Timestamp>) -> Option<String> {
     let t = SystemTime::try_from(t?).ok()?;
@@ -179,6 +221,32 @@ pub fn position(p: &pb::Position) -> PositionView {
 /// Summary value from protobuf.
 pub fn summary(v: &pb::SummaryValue) -> SummaryView {
     SummaryView { account: v.account.clone(), tag: v.tag.clone(), value: v.value.clone(), currency: v.currency.clone() }
+}
+
+/// Account PnL from protobuf.
+pub fn account_pnl(p: &pb::AccountPnl) -> AccountPnlView {
+    AccountPnlView {
+        account: p.account.clone(),
+        daily_pnl: p.daily_pnl.clone(),
+        unrealized_pnl: p.unrealized_pnl.clone(),
+        realized_pnl: p.realized_pnl.clone(),
+        currency: p.currency.clone(),
+    }
+}
+
+/// Position PnL from protobuf.
+pub fn position_pnl(p: &pb::PositionPnl) -> PositionPnlView {
+    PositionPnlView {
+        key: format!("{}:{}", p.account, p.con_id),
+        account: p.account.clone(),
+        quantity: p.quantity.clone(),
+        market_value: p.market_value.clone(),
+        market_price: p.market_price.clone(),
+        daily_pnl: p.daily_pnl.clone(),
+        unrealized_pnl: p.unrealized_pnl.clone(),
+        realized_pnl: p.realized_pnl.clone(),
+        currency: p.currency.clone(),
+    }
 }
 
 /// Key of a summary row.
