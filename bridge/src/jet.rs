@@ -234,24 +234,7 @@ impl Jet {
     /// Every key of `bucket` with its value.
     pub async fn kv_load(&self, bucket: &str) -> Result<Vec<(String, Bytes)>, NatsError> {
         self.up()?;
-        let store = self.js.get_key_value(bucket).await.map_err(|e| failed("open bucket")(&e))?;
-        let keys: Vec<String> = store
-            .keys()
-            .await
-            .map_err(|e| failed("list bucket")(&e))?
-            .try_collect()
-            .await
-            .map_err(|e| failed("list bucket")(&e))?;
-        let store = &store;
-        futures_util::stream::iter(keys)
-            .map(|key| async move {
-                let value = store.get(key.clone()).await.map_err(|e| failed("read bucket")(&e))?;
-                Ok::<_, NatsError>(value.map(|v| (key, v)))
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .try_filter_map(|kv| async move { Ok(kv) })
-            .try_collect()
-            .await
+        read_bucket(&self.js, bucket).await
     }
 
     /// The last message on `subject`: its payload and stream sequence.
@@ -270,4 +253,32 @@ impl Jet {
     pub fn context(&self) -> &jetstream::Context {
         &self.js
     }
+}
+
+/// Upper bound on the keys one bucket read returns (a bound on the loop, far above any account).
+pub const MAX_BUCKET_KEYS: usize = 1_000_000;
+
+/// Every live key of `bucket` with its value, read with direct gets, one key per request, in
+/// stream order. Deleted keys are left out. (The client's key listing runs a consumer that waits
+/// for a quiet moment; under a steady stream of writes that moment may not come.)
+pub async fn read_bucket(js: &jetstream::Context, bucket: &str) -> Result<Vec<(String, Bytes)>, NatsError> {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    let stream = js.get_stream_no_info(format!("KV_{bucket}")).await.map_err(|e| failed("open bucket")(&e))?;
+    let prefix = format!("$KV.{bucket}.");
+    let filter = format!("{prefix}>");
+    let mut out = Vec::new();
+    let mut next = 1;
+    while out.len() < MAX_BUCKET_KEYS {
+        let m = match stream.direct_get_next_for_subject(filter.as_str(), Some(next)).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+            Err(e) => return Err(failed("read bucket")(&e)),
+        };
+        next = m.sequence + 1;
+        let deleted = m.headers.get("KV-Operation").is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+        if let (false, Some(key)) = (deleted, m.subject.strip_prefix(prefix.as_str())) {
+            out.push((key.to_owned(), m.payload));
+        }
+    }
+    Ok(out)
 }

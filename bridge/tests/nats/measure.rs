@@ -84,6 +84,11 @@ async fn latency_and_burst() {
         ms(percentile(&nats, 0.99)),
     );
 
+    // Unread, these would stall the test's own connections (HTTP/2 and NATS flow control).
+    drop(from_grpc);
+    drop(from_nats);
+    let js = chain.nats.js().await;
+
     // 10,000 updates of one position as fast as the simulator sends them.
     let before = chain.truth_positions().await.unwrap()[&(A.to_owned(), 272093)].parse::<f64>().unwrap();
     let want = format!("{}", before as i64 + 10_000);

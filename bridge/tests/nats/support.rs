@@ -32,7 +32,8 @@ where
 {
     let deadline = tokio::time::Instant::now() + patience(within);
     loop {
-        if let Some(v) = check().await {
+        // A check that hangs fails at the deadline too.
+        if let Ok(Some(v)) = tokio::time::timeout_at(deadline, check()).await {
             return v;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -312,29 +313,20 @@ pub async fn bucket_summary(js: &jetstream::Context) -> Option<BTreeMap<(String,
 
 /// Every value of a bucket, decoded.
 pub async fn bucket<T: serde::de::DeserializeOwned>(js: &jetstream::Context, name: &str) -> Option<Vec<T>> {
-    use futures_util::TryStreamExt;
-    let store = js.get_key_value(name).await.ok()?;
-    let keys: Vec<String> = store.keys().await.ok()?.try_collect().await.ok()?;
-    let mut out = Vec::new();
-    for k in keys {
-        if let Some(v) = store.get(k).await.ok()? {
-            out.push(serde_json::from_slice(&v).expect("a bucket value is JSON"));
-        }
-    }
-    Some(out)
+    let entries = ibgw_bridge::jet::read_bucket(js, name).await.ok()?;
+    Some(entries.into_iter().map(|(_, v)| serde_json::from_slice(&v).expect("a bucket value is JSON")).collect())
 }
 
 /// The status entries of the row subjects, by key.
 pub async fn statuses(js: &jetstream::Context) -> Option<BTreeMap<String, SubjectStatus>> {
-    use futures_util::TryStreamExt;
-    let store = js.get_key_value("ibgw_status").await.ok()?;
-    let keys: Vec<String> = store.keys().await.ok()?.try_collect().await.ok()?;
-    let mut out = BTreeMap::new();
-    for k in keys.into_iter().filter(|k| k.starts_with("positions.") || k.starts_with("summary.")) {
-        let v = store.get(k.clone()).await.ok()??;
-        out.insert(k, serde_json::from_slice(&v).expect("a status is JSON"));
-    }
-    Some(out)
+    let entries = ibgw_bridge::jet::read_bucket(js, "ibgw_status").await.ok()?;
+    Some(
+        entries
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("positions.") || k.starts_with("summary."))
+            .map(|(k, v)| (k, serde_json::from_slice(&v).expect("a status is JSON")))
+            .collect(),
+    )
 }
 
 /// One stored stream message.
