@@ -91,9 +91,14 @@ pub struct FanoutArgs {
     /// Streams per HTTP/2 connection.
     #[arg(long)]
     pub per_channel: Option<usize>,
-    /// Position changes measured per level (default 3, smoke 1).
+    /// Position changes (and price ticks) measured per level (default 3, smoke 1).
     #[arg(long)]
     pub rounds: Option<u32>,
+    /// WatchPositionPnl subscriber counts for the PnL fan-out, run after the positions levels in
+    /// a fresh service (default 1000, smoke 100; 0 skips it). One subscriber is measured first;
+    /// the ratio is to the positions level with the same count.
+    #[arg(long, value_delimiter = ',')]
+    pub pnl_levels: Option<Vec<usize>>,
 }
 
 /// Flags of `recovery`.
@@ -116,12 +121,17 @@ pub struct RecoveryArgs {
     /// Silent (half-open) links measured (default 10, smoke 1).
     #[arg(long)]
     pub silences: Option<u32>,
+    /// More positions for the simulated gateway's first account to hold (default 0), added before
+    /// anything is measured: the service subscribes each held position's PnL (`reqPnLSingle`,
+    /// paced with every other request) when it syncs.
+    #[arg(long)]
+    pub extra_positions: Option<usize>,
     /// Accept-then-close window (socat in front of a stopped gateway) in which the simulator
     /// counts the service's connection attempts, in milliseconds (default 10000, smoke 500).
     #[arg(long)]
     pub accept_close_ms: Option<u64>,
     /// Length of the idle and of the busy window in which the simulator counts liveness probes,
-    /// in milliseconds (default 12000, smoke 1000; 0 skips both).
+    /// in milliseconds (default 12000, smoke 500; 0 skips both).
     #[arg(long)]
     pub probe_window_ms: Option<u64>,
     /// The service's recovery timings: `shipped` (its defaults; goals are judged) or `short`

@@ -1,5 +1,5 @@
-//! Many WatchPositions subscribers, spread over several HTTP/2 connections, each reporting every
-//! message it receives (with the moment it was decoded) to one collector.
+//! Many WatchPositions (or WatchPositionPnl) subscribers, spread over several HTTP/2 connections,
+//! each reporting every message it receives (with the moment it was decoded) to one collector.
 //!
 //! Each subscriber is its own task, as a real client would be, so the figures include the
 //! client-side cost of waking and decoding. They report to the collector over an unbounded
@@ -17,6 +17,15 @@ use tokio::time::Instant;
 use crate::stack::{self, Client};
 use crate::{Error, Result, TARGET_ACCOUNT, TARGET_CON_ID};
 
+/// The stream the subscribers watch, and the field of the target row they report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// WatchPositions; the target's quantity.
+    Positions,
+    /// WatchPositionPnl; the target's market value.
+    PositionPnl,
+}
+
 /// One message as a subscriber saw it.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -28,7 +37,8 @@ pub struct Event {
     pub kind: pb::UpdateKind,
     /// Its session epoch.
     pub epoch: u64,
-    /// The target position's quantity, when the message carries it ("0" for a removal).
+    /// The target row's reported field (the quantity for positions, the market value for
+    /// position PnL) when the message carries that row, "0" when it removes it.
     pub target: Option<String>,
     /// Messages this subscriber has received so far, this one included.
     pub msgs: u64,
@@ -53,9 +63,21 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Opens `n` subscribers, `per_channel` to an HTTP/2 connection, and waits until every one
-    /// has its snapshot.
+    /// Opens `n` WatchPositions subscribers, `per_channel` to an HTTP/2 connection, and waits
+    /// until every one has its snapshot.
     pub async fn open(addr: SocketAddr, n: usize, per_channel: usize, within: Duration) -> Result<Fleet> {
+        Fleet::open_watching(addr, Watch::Positions, n, per_channel, within).await
+    }
+
+    /// Opens `n` subscribers of `watch`, `per_channel` to an HTTP/2 connection, and waits until
+    /// every one has its snapshot.
+    pub async fn open_watching(
+        addr: SocketAddr,
+        watch: Watch,
+        n: usize,
+        per_channel: usize,
+        within: Duration,
+    ) -> Result<Fleet> {
         let per_channel = per_channel.max(1);
         let started = Instant::now();
         let mut channels = Vec::new();
@@ -66,7 +88,7 @@ impl Fleet {
         let mut tasks = JoinSet::new();
         for idx in 0..n {
             let client = Client::new(channels[idx / per_channel].clone());
-            tasks.spawn(subscriber(idx, client, tx.clone()));
+            tasks.spawn(subscriber(idx, client, watch, tx.clone()));
         }
         let mut fleet = Fleet { tasks, rx, n, snapshot_target: vec![None; n], open_time: Duration::ZERO };
         let deadline = started + within;
@@ -156,43 +178,72 @@ impl Fleet {
     }
 }
 
-async fn subscriber(idx: usize, mut client: Client, tx: mpsc::UnboundedSender<Note>) {
-    let fail = |error: String| {
-        let _ = tx.send(Note::Failed { idx, error });
-    };
-    let mut stream = match client.watch_positions(pb::WatchPositionsRequest::default()).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return fail(format!("WatchPositions refused: {:?} {}", s.code(), s.message())),
-    };
+async fn subscriber(idx: usize, mut client: Client, watch: Watch, tx: mpsc::UnboundedSender<Note>) {
+    match watch {
+        Watch::Positions => match client.watch_positions(pb::WatchPositionsRequest::default()).await {
+            Ok(r) => forward(idx, r.into_inner(), &tx, |m| (m.kind, m.session_epoch, target_quantity(m))).await,
+            Err(s) => fail(&tx, idx, format!("WatchPositions refused: {:?} {}", s.code(), s.message())),
+        },
+        Watch::PositionPnl => match client.watch_position_pnl(pb::WatchPositionPnlRequest::default()).await {
+            Ok(r) => forward(idx, r.into_inner(), &tx, |m| (m.kind, m.session_epoch, target_value(m))).await,
+            Err(s) => fail(&tx, idx, format!("WatchPositionPnl refused: {:?} {}", s.code(), s.message())),
+        },
+    }
+}
+
+fn fail(tx: &mpsc::UnboundedSender<Note>, idx: usize, error: String) {
+    let _ = tx.send(Note::Failed { idx, error });
+}
+
+/// Reports every message of `stream`, stamped the moment it was decoded; `read` gives its kind,
+/// epoch and target field.
+async fn forward<M>(
+    idx: usize,
+    mut stream: tonic::Streaming<M>,
+    tx: &mpsc::UnboundedSender<Note>,
+    read: impl Fn(&M) -> (i32, u64, Option<String>),
+) {
     let mut msgs = 0;
     loop {
         match stream.message().await {
             Ok(Some(m)) => {
                 let at = Instant::now();
                 msgs += 1;
+                let (kind, epoch, target) = read(&m);
                 let e = Event {
                     idx,
                     at,
-                    kind: pb::UpdateKind::try_from(m.kind).unwrap_or(pb::UpdateKind::Unspecified),
-                    epoch: m.session_epoch,
-                    target: target_quantity(&m),
+                    kind: pb::UpdateKind::try_from(kind).unwrap_or(pb::UpdateKind::Unspecified),
+                    epoch,
+                    target,
                     msgs,
                 };
                 if tx.send(Note::Message(e)).is_err() {
                     return;
                 }
             }
-            Ok(None) => return fail("stream ended".into()),
-            Err(s) => return fail(format!("stream failed: {:?} {}", s.code(), s.message())),
+            Ok(None) => return fail(tx, idx, "stream ended".into()),
+            Err(s) => return fail(tx, idx, format!("stream failed: {:?} {}", s.code(), s.message())),
         }
     }
 }
 
+fn is_target(account: &str, con_id: i64) -> bool {
+    account == TARGET_ACCOUNT && con_id == i64::from(TARGET_CON_ID)
+}
+
 /// The target position's quantity in `m`, if `m` mentions it.
 fn target_quantity(m: &pb::WatchPositionsResponse) -> Option<String> {
-    let is_target = |account: &str, con_id: i64| account == TARGET_ACCOUNT && con_id == i64::from(TARGET_CON_ID);
     if m.removals.iter().any(|k| is_target(&k.account, k.con_id)) {
         return Some("0".into());
     }
     m.upserts.iter().chain(&m.items).find(|p| is_target(&p.account, p.con_id)).map(|p| p.quantity.clone())
+}
+
+/// The target position's market value in `m`, if `m` mentions it ("0" for a removal).
+fn target_value(m: &pb::WatchPositionPnlResponse) -> Option<String> {
+    if m.removals.iter().any(|k| is_target(&k.account, k.con_id)) {
+        return Some("0".into());
+    }
+    m.upserts.iter().chain(&m.items).find(|p| is_target(&p.account, p.con_id)).map(|p| p.market_value.clone())
 }

@@ -80,9 +80,24 @@ impl Spawned {
     /// Starts it with `env` (`IBGW__…` settings) and waits until the session is ready. Logs are
     /// kept at `warn` so logging costs nothing measurable.
     pub async fn start(env: &[(&str, String)]) -> Result<Spawned> {
+        Spawned::start_with(env, &[]).await
+    }
+
+    /// [`Spawned::start`] with more arguments for `gateway-svc demo` (such as `--scenario FILE`).
+    pub async fn start_with(env: &[(&str, String)], extra: &[&str]) -> Result<Spawned> {
         let any = any_port().to_string();
-        let args =
-            ["demo", "--grpc-listen", &any, "--ops-listen", &any, "--sim-listen", &any, "--sim-control-listen", &any];
+        let mut args = vec![
+            "demo",
+            "--grpc-listen",
+            &any,
+            "--ops-listen",
+            &any,
+            "--sim-listen",
+            &any,
+            "--sim-control-listen",
+            &any,
+        ];
+        args.extend_from_slice(extra);
         let binary = binaries::sibling("gateway-svc")?;
         let mut all_env = vec![("IBGW__LOG__FILTER", "warn".to_owned()), ("RUST_LOG", "warn".to_owned())];
         all_env.extend(env.iter().cloned());
