@@ -23,7 +23,8 @@ pub enum Command {
     Runner(RunnerArgs),
     /// Cached GetPositions throughput and latency vs an empty-handler server.
     Unary(UnaryArgs),
-    /// One position change fanned out to N WatchPositions subscribers; latency and service RSS.
+    /// One position change fanned out to N WatchPositions subscribers, then one price tick to N
+    /// WatchPositionPnl subscribers; latency and service RSS.
     Fanout(FanoutArgs),
     /// Time from a gateway restart until READY and until every subscriber has the RESYNC.
     Recovery(RecoveryArgs),

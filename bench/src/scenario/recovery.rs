@@ -1,7 +1,7 @@
 //! `recovery`: how gateway-svc comes back from gateway outages, with S WatchPositions subscribers
 //! open and the service's **shipped** recovery settings (reconnect backoff 500 ms, then 800 ms,
 //! ±20 % jitter clamped to that range; a liveness probe after 1.5 s without upstream traffic,
-//! checked every 0.5 s, unanswered for 2 s ends the session). Each goal has a same-run figure:
+//! checked every 0.5 s, unanswered for 1.5 s ends the session). Each goal has a same-run figure:
 //!
 //! 1. The simulated gateway restarts and its API port refuses connections for D (several
 //!    lengths). Measured from the moment the port accepts again to READY (WatchHealth, which
@@ -19,6 +19,10 @@
 //! Plus the liveness probes the simulator receives on an idle and on a busy session, against IB's
 //! pacing limit of 50 messages a second.
 //!
+//! The session becomes READY only once it has subscribed every account's and every held
+//! position's PnL, one paced request each; `--extra-positions N` makes the simulator hold N more
+//! positions, to see what that costs each recovery.
+//!
 //! Clocks: the service's health stamps (`since`) are its wall clock, mapped onto our monotonic
 //! clock with a pair of readings taken right after each recovery (one machine, one clock). "The
 //! port accepts again" is the moment we asked for the fault plus its length; the simulator opens
@@ -29,7 +33,7 @@ use std::time::{Duration, SystemTime};
 
 use gateway_proto::pb;
 use gateway_svc::config::{MIN_PROBE_SPACING, UpstreamSettings};
-use ib_sim::Fault;
+use ib_sim::{Fault, Position};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -57,6 +61,8 @@ const IB_PACING_PER_SEC: f64 = 50.0;
 const DIRECT_IDS: i32 = 3000;
 /// How long a recovery may take beyond the outage before it is a functional failure.
 const RECOVERY_PATIENCE: Duration = Duration::from_secs(30);
+/// Contract ids of the positions `--extra-positions` adds.
+const EXTRA_CON_IDS: i32 = 900_000;
 /// A position change this often keeps the session busy (far under the 1.5 s idle threshold).
 const BUSY_EVERY: Duration = Duration::from_millis(250);
 
@@ -67,6 +73,8 @@ struct Plan {
     /// Outage length and restarts of that length.
     outages: Vec<(Duration, u32)>,
     silences: u32,
+    /// Positions added to the simulator's scenario before anything is measured.
+    extra_positions: usize,
     accept_close: Duration,
     probe_window: Duration,
     /// Direct connect + sync runs for the baseline.
@@ -98,6 +106,7 @@ impl Plan {
             subscribers: pick(args.subscribers, smoke, 20, 100).max(1),
             outages,
             silences: pick(args.silences, smoke, 1, 10).max(1),
+            extra_positions: args.extra_positions.unwrap_or(0),
             accept_close: Duration::from_millis(pick(args.accept_close_ms, smoke, 500, 10_000).max(1)),
             probe_window: Duration::from_millis(pick(args.probe_window_ms, smoke, 500, 12_000)),
             direct_runs: if smoke { 3 } else { 10 },
@@ -134,9 +143,13 @@ impl Plan {
     fn describe(&self) -> String {
         let u = &self.upstream;
         let outages: Vec<String> = self.outages.iter().map(|(d, n)| format!("{}×{n}", length(*d))).collect();
+        let extra = match self.extra_positions {
+            0 => String::new(),
+            n => format!(" ({n} positions added to the scenario's 6)"),
+        };
         format!(
-            "{} subscribers; {} timings: backoff {}→{} ms, probe after {} ms idle, timeout {} ms; restarts (port down × \
-             count) {}; {} silent link(s); accept-then-close {}; probe windows {}",
+            "{} subscribers{extra}; {} timings: backoff {}→{} ms, probe after {} ms idle, timeout {} ms; restarts (port \
+             down × count) {}; {} silent link(s); accept-then-close {}; probe windows {}",
             self.subscribers,
             if self.shipped() { "shipped" } else { "SHORT (smoke)" },
             u.backoff_initial_ms,
@@ -174,6 +187,9 @@ pub async fn run(args: &RecoveryArgs) -> Result<Vec<Line>> {
 
 async fn measure(gw: &Spawned, plan: &Plan) -> Result<Vec<Line>> {
     let mut client = stack::connect(gw.grpc).await?;
+    if plan.extra_positions > 0 {
+        hold_more_positions(gw, &mut client, plan).await?;
+    }
     let health = watch_health(&mut client).await?;
     let fleet = Fleet::open(gw.grpc, plan.subscribers, 100, patience(plan.subscribers) * 3).await?;
     let mut ctx = Ctx { gw, client, health, fleet, last_ready: None };
@@ -211,6 +227,43 @@ async fn measure(gw: &Spawned, plan: &Plan) -> Result<Vec<Line>> {
         direct.n
     );
     Ok(lines(plan, &restarts, &socat, &silent, &sim, probes.as_ref(), direct))
+}
+
+/// Adds `plan.extra_positions` one-share positions to the target's account, then waits until the
+/// service holds a PnL row for each held position (up to its `max_position_pnl`).
+async fn hold_more_positions(gw: &Spawned, client: &mut stack::Client, plan: &Plan) -> Result<()> {
+    let template = target_position(&gw.control).await?;
+    let extra: Vec<Position> = (0..plan.extra_positions)
+        .map(|i| {
+            let mut p = template.clone();
+            p.con_id = EXTRA_CON_IDS + i as i32;
+            p.symbol = format!("X{i}");
+            p.quantity = "1".into();
+            p
+        })
+        .collect();
+    gw.control.upsert_positions(&extra).await.map_err(|e| Error::setup("add positions", e))?;
+    let held = gw.control.positions().await.map_err(|e| Error::setup("simulator positions", e))?.len();
+    let want = held.min(plan.upstream.max_position_pnl);
+    let deadline = Instant::now() + RECOVERY_PATIENCE;
+    loop {
+        let rows = client
+            .get_position_pnl(pb::GetPositionPnlRequest::default())
+            .await
+            .map(|r| r.into_inner().positions.len())
+            .unwrap_or(0);
+        if rows >= want {
+            println!("{NAME}: the simulator holds {held} positions; the service has PnL for {rows}");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Functional(format!(
+                "{rows} position PnL rows of {want} within {RECOVERY_PATIENCE:?} after adding {} positions",
+                plan.extra_positions
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The service under test and the clients watching it.
