@@ -151,9 +151,9 @@ impl Default for JetStreamSettings {
         Self {
             stream: "IBGW".into(),
             subject_prefix: "ibgw.v1".into(),
-            positions_bucket: "ibgw_positions".into(),
-            summary_bucket: "ibgw_summary".into(),
-            status_bucket: "ibgw_status".into(),
+            positions_bucket: "ibgw-positions".into(),
+            summary_bucket: "ibgw-summary".into(),
+            status_bucket: "ibgw-status".into(),
             duplicate_window_ms: 120_000,
             max_age_secs: 7 * 24 * 3600,
             replicas: 1,

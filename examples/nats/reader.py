@@ -56,14 +56,14 @@ async def main() -> int:
 
     nc = await nats.connect(args.server, connect_timeout=3, max_reconnect_attempts=-1)
     js = nc.jetstream()
-    status = await js.key_value("ibgw_status")
+    status = await js.key_value("ibgw-status")
     try:
         print(bridge_state(json.loads((await status.get("bridge")).value)))
     except KeyNotFoundError:
         print("no heartbeat: has the bridge ever run?")
 
     # 1. The latest value of every row, and where in the stream it stands.
-    positions = await js.key_value("ibgw_positions")
+    positions = await js.key_value("ibgw-positions")
     prefix = f"{token(args.account)}." if args.account else ""
     try:
         keys = [k for k in await positions.keys() if k.startswith(prefix)]

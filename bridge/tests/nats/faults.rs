@@ -139,7 +139,7 @@ async fn bridge_restart() {
     let js = chain.nats.js().await;
     let before = last_stream_seq(&js).await;
     chain.stop_bridge().await;
-    let store = js.get_key_value("ibgw_status").await.unwrap();
+    let store = js.get_key_value("ibgw-status").await.unwrap();
     let beat: serde_json::Value = serde_json::from_slice(&store.get("bridge").await.unwrap().unwrap()).unwrap();
     assert_eq!(beat["running"], false, "a stopped bridge says so");
     // Changed while the bridge is down.
@@ -165,7 +165,7 @@ async fn bridge_stopped_between_stream_and_bucket() {
     let mut chain = Chain::start().await;
     let js = chain.nats.js().await;
     chain.stop_bridge().await;
-    let store = js.get_key_value("ibgw_positions").await.unwrap();
+    let store = js.get_key_value("ibgw-positions").await.unwrap();
     let key = format!("{A}.265598");
     let row: serde_json::Value = serde_json::from_slice(&store.get(&key).await.unwrap().unwrap()).unwrap();
     // The bucket "missed" the last message for A: roll the row back by hand, after moving the

@@ -56,7 +56,7 @@ async fn first_publication_then_deltas_and_removals() {
     eventually("/readyz", Duration::from_secs(5), || async { bridge.readiness.ready().then_some(()) }).await;
     let metrics = bridge.metrics.render();
     assert!(metrics.contains("ibgw_bridge_published_total{data=\"positions\",kind=\"DELTA\"} 2"), "{metrics}");
-    let store = js.get_key_value("ibgw_status").await.unwrap();
+    let store = js.get_key_value("ibgw-status").await.unwrap();
     let beat: serde_json::Value = serde_json::from_slice(&store.get("bridge").await.unwrap().unwrap()).unwrap();
     assert_eq!(beat["running"], true);
     chain.finish().await;

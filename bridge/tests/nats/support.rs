@@ -302,12 +302,12 @@ impl Chain {
 }
 
 pub async fn bucket_positions(js: &jetstream::Context) -> Option<BTreeMap<(String, i64), String>> {
-    let rows: Vec<Position> = bucket(js, "ibgw_positions").await?;
+    let rows: Vec<Position> = bucket(js, "ibgw-positions").await?;
     Some(rows.into_iter().map(|p| ((p.account, p.con_id), p.quantity)).collect())
 }
 
 pub async fn bucket_summary(js: &jetstream::Context) -> Option<BTreeMap<(String, String, String), String>> {
-    let rows: Vec<SummaryValue> = bucket(js, "ibgw_summary").await?;
+    let rows: Vec<SummaryValue> = bucket(js, "ibgw-summary").await?;
     Some(rows.into_iter().map(|v| ((v.account, v.tag, v.currency), v.value)).collect())
 }
 
@@ -319,7 +319,7 @@ pub async fn bucket<T: serde::de::DeserializeOwned>(js: &jetstream::Context, nam
 
 /// The status entries of the row subjects, by key.
 pub async fn statuses(js: &jetstream::Context) -> Option<BTreeMap<String, SubjectStatus>> {
-    let entries = ibgw_bridge::jet::read_bucket(js, "ibgw_status").await.ok()?;
+    let entries = ibgw_bridge::jet::read_bucket(js, "ibgw-status").await.ok()?;
     Some(
         entries
             .into_iter()
