@@ -196,17 +196,22 @@ async fn heartbeat(
         });
         vec![("bridge".to_owned(), serde_json::to_vec(&value).ok().map(Into::into))]
     };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first beat as soon as the bucket exists: until then, and after any failure, retry soon.
+    let retry = every.min(Duration::from_millis(250));
+    let mut delay = Duration::ZERO;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(delay) => {}
         }
         metrics.nats_connected(jet.connected());
-        if let Err(e) = jet.kv_write(&bucket, beat(true)).await {
-            debug!(error = %e, "heartbeat not written");
-        }
+        delay = match jet.kv_write(&bucket, beat(true)).await {
+            Ok(()) => every,
+            Err(e) => {
+                debug!(error = %e, "heartbeat not written");
+                retry
+            }
+        };
     }
     if let Err(e) = tokio::time::timeout(Duration::from_secs(1), jet.kv_write(&bucket, beat(false))).await {
         debug!(error = %e, "last heartbeat not written");

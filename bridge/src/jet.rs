@@ -263,7 +263,9 @@ pub const MAX_BUCKET_KEYS: usize = 1_000_000;
 /// for a quiet moment; under a steady stream of writes that moment may not come.)
 pub async fn read_bucket(js: &jetstream::Context, bucket: &str) -> Result<Vec<(String, Bytes)>, NatsError> {
     use async_nats::jetstream::stream::DirectGetErrorKind;
-    let stream = js.get_stream_no_info(format!("KV_{bucket}")).await.map_err(|e| failed("open bucket")(&e))?;
+    // With its info: a missing bucket is then an error at once, where a direct get would wait
+    // for the request timeout.
+    let stream = js.get_stream(format!("KV_{bucket}")).await.map_err(|e| failed("open bucket")(&e))?;
     let prefix = format!("$KV.{bucket}.");
     let filter = format!("{prefix}>");
     let mut out = Vec::new();

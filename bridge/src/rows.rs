@@ -153,8 +153,9 @@ impl<R: Row> RowsPublisher<R> {
             if !self.published.contains_key(&account) {
                 // An account NATS has not been asked about since the last reload: its subject may
                 // still have messages (its rows all removed before, say).
-                let last = self.last(&account).await?;
-                self.published.insert(account.clone(), Published::rebuild(BTreeMap::new(), last));
+                // The bucket has none of its rows (every account with rows was loaded).
+                let p = self.load_account(&account, BTreeMap::new(), None).await?;
+                self.published.insert(account.clone(), p);
             }
             let Some(published) = self.published.get(&account) else { continue };
             let Some(change) = self.target.change_for(self.data, &account, published, touched.hint) else { continue };
@@ -219,6 +220,38 @@ impl<R: Row> RowsPublisher<R> {
         }
     }
 
+    /// What NATS holds for one account: the bucket's rows with the subject's last message
+    /// applied again. The bucket is repaired to match (a stop or failure between stream and
+    /// bucket, or a bucket lost while the stream was kept), so that the bucket equals the
+    /// published state before anything else is published.
+    async fn load_account(
+        &self,
+        account: &str,
+        in_bucket: BTreeMap<R::Key, R>,
+        status: Option<&SubjectStatus>,
+    ) -> Result<Published<R>, NatsError> {
+        let mut p = Published::rebuild(in_bucket.clone(), self.last(account).await?);
+        if p.seq == 0
+            && let Some(s) = status
+        {
+            // The stream no longer has this subject (max_age, or a new stream): keep counting.
+            p.seq = s.seq;
+            p.freshness = Some(s.freshness.clone());
+        }
+        let mut writes: Vec<KvWrite> = Vec::new();
+        for (k, r) in &p.rows {
+            if in_bucket.get(k) != Some(r) {
+                writes.push((R::kv_key(k), serde_json::to_vec(r).ok().map(Into::into)));
+            }
+        }
+        writes.extend(in_bucket.keys().filter(|k| !p.rows.contains_key(*k)).map(|k| (R::kv_key(k), None)));
+        if !writes.is_empty() {
+            info!(data = self.data, account = %account, keys = writes.len(), "bucket repaired from the stream's last message");
+            self.jet.kv_write(&self.bucket, writes).await?;
+        }
+        Ok(p)
+    }
+
     /// Rebuilds the published view from NATS, repairs the bucket where it lags the stream, and
     /// publishes whatever differs from gateway-svc's state.
     async fn reconcile(&mut self) -> Result<(), NatsError> {
@@ -270,26 +303,7 @@ impl<R: Row> RowsPublisher<R> {
         let mut published = BTreeMap::new();
         for account in accounts {
             let in_bucket = rows.remove(&account).unwrap_or_default();
-            let mut p = Published::rebuild(in_bucket.clone(), self.last(&account).await?);
-            if p.seq == 0
-                && let Some(s) = statuses.get(&account)
-            {
-                // The stream no longer has this subject (max_age, or a new stream): keep counting.
-                p.seq = s.seq;
-                p.freshness = Some(s.freshness.clone());
-            }
-            // Repair: the bucket gets the last message's rows if a stop or failure cut it short.
-            let mut writes: Vec<KvWrite> = Vec::new();
-            for (k, r) in &p.rows {
-                if in_bucket.get(k) != Some(r) {
-                    writes.push((R::kv_key(k), serde_json::to_vec(r).ok().map(Into::into)));
-                }
-            }
-            writes.extend(in_bucket.keys().filter(|k| !p.rows.contains_key(*k)).map(|k| (R::kv_key(k), None)));
-            if !writes.is_empty() {
-                info!(data = self.data, account = %account, keys = writes.len(), "bucket repaired from the stream's last message");
-                self.jet.kv_write(&self.bucket, writes).await?;
-            }
+            let p = self.load_account(&account, in_bucket, statuses.get(&account)).await?;
             published.insert(account, p);
         }
         self.published = published;

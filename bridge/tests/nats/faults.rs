@@ -183,3 +183,22 @@ async fn bridge_stopped_between_stream_and_bucket() {
     assert!(on_subject(&all, &format!("ibgw.v1.positions.{A}"), before).is_empty(), "nothing republished");
     chain.finish().await;
 }
+
+#[tokio::test]
+async fn bucket_lost_while_the_stream_is_kept() {
+    let mut chain = Chain::start().await;
+    let js = chain.nats.js().await;
+    chain.stop_bridge().await;
+    let before = last_stream_seq(&js).await;
+    js.delete_stream("KV_ibgw-positions").await.unwrap();
+    chain.start_bridge().await;
+    // Rebuilt from each subject's last message, the bucket is refilled; readers of the stream
+    // get only what they would not have had otherwise.
+    chain.wait_converged("the bucket recreated").await;
+    let all = check_stream(&js).await;
+    for m in on_subject(&all, &format!("ibgw.v1.positions.{B}"), before) {
+        assert_eq!(m.json["kind"], "RESYNC", "{m:?}");
+    }
+    one_live_change(&chain, "46").await;
+    chain.finish().await;
+}
