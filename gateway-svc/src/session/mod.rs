@@ -83,6 +83,9 @@ struct Subs {
     summary: <Summary as Kind>::Sub,
     account_pnl: Keyed<AccountPnl>,
     position_pnl: Keyed<PositionPnl>,
+    /// PnL is subscribed after READY, not before: each key is one paced request (about 25 ms at
+    /// 40 a second), and READY must not wait for them. PnL reports its own freshness meanwhile.
+    pnl_pending: bool,
 }
 
 impl Actor {
@@ -236,6 +239,14 @@ impl Actor {
         probe_tick.reset();
 
         loop {
+            // After READY (and after every resync): one PnL subscription per account and per
+            // held position, collected into one first full set.
+            if subs.pnl_pending {
+                subs.pnl_pending = false;
+                if let Err(end) = self.follow_pnl(client, &mut subs).await {
+                    return end;
+                }
+            }
             // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
             // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
             // position updates must not starve notices or the probe.
@@ -346,14 +357,6 @@ impl Actor {
                 client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
             let positions = self.open::<Positions>(client).await?;
             let summary = self.open::<Summary>(client).await?;
-            let mut account_pnl = Keyed::default();
-            let wanted = accounts.iter().cloned().collect();
-            account_pnl.follow(client, &self.state, wanted, usize::MAX, true).await.map_err(keyed_lost)?;
-            let mut position_pnl = Keyed::default();
-            position_pnl
-                .follow(client, &self.state, self.held_positions(), self.cfg.max_position_pnl, true)
-                .await
-                .map_err(keyed_lost)?;
             let rows = accounts
                 .into_iter()
                 .enumerate()
@@ -361,7 +364,8 @@ impl Actor {
                 .map(|r| (r.key(), r))
                 .collect();
             self.state.accounts.resync(self.epoch, rows);
-            Ok(Subs { positions, summary, account_pnl, position_pnl })
+            let (account_pnl, position_pnl) = (Keyed::default(), Keyed::default());
+            Ok(Subs { positions, summary, account_pnl, position_pnl, pnl_pending: true })
         })
         .await
     }
@@ -372,6 +376,15 @@ impl Actor {
         K::cancel(sub).await;
         *sub = self.within_sync(self.open::<K>(client)).await?;
         Ok(())
+    }
+
+    /// Subscribes PnL for every managed account and held position as a new set (a new session,
+    /// or after 1101 dropped every subscription).
+    async fn follow_pnl(&self, client: &Client, subs: &mut Subs) -> Result<(), End> {
+        let accounts = self.state.accounts.snapshot().rows.keys().cloned().collect();
+        subs.account_pnl.follow(client, &self.state, accounts, usize::MAX, true).await.map_err(keyed_lost)?;
+        let held = self.held_positions();
+        subs.position_pnl.follow(client, &self.state, held, self.cfg.max_position_pnl, true).await.map_err(keyed_lost)
     }
 
     /// The held positions' keys: what per-position PnL follows.
