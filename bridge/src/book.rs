@@ -29,6 +29,15 @@ pub struct Update<R: Row> {
     pub freshness: Freshness,
 }
 
+impl<R: Row> Update<R> {
+    /// gateway-svc has nothing to say yet (a full set with freshness UNKNOWN: a gateway-svc that
+    /// just started and has not synced). Not an empty book: the last known rows stay, stale.
+    pub fn no_data(&self) -> bool {
+        matches!(self.kind, UpdateKind::Snapshot | UpdateKind::Resync)
+            && self.freshness.state == crate::model::FreshnessState::Unknown
+    }
+}
+
 /// gRPC's `UpdateKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateKind {
@@ -388,6 +397,16 @@ mod tests {
             assert_eq!(c.kind, ChangeKind::Freshness);
             assert_eq!(c.freshness.state, FreshnessState::Stale);
         }
+    }
+
+    #[test]
+    fn an_unknown_snapshot_is_no_data_not_an_empty_book() {
+        let mut u = update(UpdateKind::Snapshot, vec![], 0);
+        u.freshness = Freshness { state: FreshnessState::Unknown, since: None, reason: "no data yet".into() };
+        assert!(u.no_data());
+        u.kind = UpdateKind::Freshness;
+        assert!(!u.no_data(), "only a full set replaces rows");
+        assert!(!update(UpdateKind::Snapshot, vec![pos("A", 1, "1")], 1).no_data());
     }
 
     #[test]

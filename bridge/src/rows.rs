@@ -112,6 +112,11 @@ impl<R: Row> RowsPublisher<R> {
 
     fn on_event(&mut self, ev: Event<Update<R>>) -> Option<Touched> {
         match ev {
+            Event::Message(u) if u.no_data() => {
+                // A gateway-svc that has not synced yet: what NATS holds stays, marked stale.
+                self.readiness.set(self.data, |k| k.gateway_connected = true);
+                self.on_lost(&format!("gateway-svc has no data yet: {}", u.freshness.reason))
+            }
             Event::Message(u) => {
                 self.readiness.set(self.data, |k| {
                     k.gateway_connected = true;
@@ -121,14 +126,18 @@ impl<R: Row> RowsPublisher<R> {
             }
             Event::Lost(reason) => {
                 self.readiness.set(self.data, |k| k.gateway_connected = false);
-                let changed = self.target.lose(&reason);
-                if !self.target.ready && self.loaded {
-                    self.target.adopt(&self.published);
-                    return self.target.ready.then(Touched::all);
-                }
-                changed.then_some(Touched { accounts: None, hint: ChangeKind::Freshness })
+                self.on_lost(&reason)
             }
         }
+    }
+
+    fn on_lost(&mut self, reason: &str) -> Option<Touched> {
+        let changed = self.target.lose(reason);
+        if !self.target.ready && self.loaded {
+            self.target.adopt(&self.published);
+            return self.target.ready.then(Touched::all);
+        }
+        changed.then_some(Touched { accounts: None, hint: ChangeKind::Freshness })
     }
 
     fn fail(&mut self, e: &NatsError) {
