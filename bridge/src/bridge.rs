@@ -1,7 +1,9 @@
-//! Assembles the bridge: per data kind a gateway-svc follower and a publisher joined by a
+//! Assembles the bridge: per data kind (positions, account summary, account and position PnL,
+//! health) a gateway-svc follower and a publisher joined by a
 //! bounded channel, the heartbeat, and the ops HTTP server, all owned by one task tracker and
 //! stopped by one cancellation token.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::book::Update;
 use crate::config::{ConfigError, Settings};
 use crate::health::HealthPublisher;
 use crate::jet::{Jet, NatsError};
 use crate::metrics::Metrics;
-use crate::model::{Position, SummaryValue, rfc3339};
+use crate::model::{AccountPnl, Position, PositionPnl, Row, SummaryValue, rfc3339};
 use crate::ops::{self, Readiness};
 use crate::rows::RowsPublisher;
-use crate::source::{self, Follower, Gateway, follow};
+use crate::source::{self, Follower, Gateway, StreamMessage, follow};
 
 /// gateway-svc messages buffered per kind while the publisher writes to NATS. When it is full
 /// the follower stops reading, and gateway-svc's own lag policy (a RESYNC) takes over.
@@ -85,59 +88,58 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new();
     let tracker = TaskTracker::new();
-    let retry = settings.retry.clone();
     let names = &settings.jetstream;
 
-    let follower = |data: &'static str| Follower {
-        data,
-        gateway: gateway.clone(),
-        retry: retry.clone(),
+    let wiring = Wiring {
+        gateway,
+        jet: jet.clone(),
         metrics: Arc::clone(&metrics),
-        cancel: shutdown.clone(),
+        readiness: Arc::clone(&readiness),
+        retry: settings.retry.clone(),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
     };
-    let (tx, rx) = mpsc::channel(CHANNEL);
-    tracker.spawn(follow(
-        follower("positions"),
+    // One follower and one publisher per data kind. A new row kind of gateway-svc is one more
+    // line here, a Row impl in model.rs, a converter in source.rs and a bucket name in config.
+    wiring.rows::<Position, _, _, _>(
+        "positions",
+        &names.positions_bucket,
         |mut c: Client| async move { c.watch_positions(pb::WatchPositionsRequest::default()).await.map(|r| r.into_inner()) },
         source::positions,
-        tx,
-    ));
-    let publisher = RowsPublisher::<Position>::new(
-        "positions",
-        names.positions_bucket.clone(),
-        jet.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&readiness),
     );
-    tracker.spawn(publisher.run(rx, retry.clone(), shutdown.clone()));
-
-    let (tx, rx) = mpsc::channel(CHANNEL);
-    tracker.spawn(follow(
-        follower("summary"),
+    wiring.rows::<SummaryValue, _, _, _>(
+        "summary",
+        &names.summary_bucket,
         |mut c: Client| async move {
             c.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await.map(|r| r.into_inner())
         },
         source::summary,
-        tx,
-    ));
-    let publisher = RowsPublisher::<SummaryValue>::new(
-        "summary",
-        names.summary_bucket.clone(),
-        jet.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&readiness),
     );
-    tracker.spawn(publisher.run(rx, retry.clone(), shutdown.clone()));
-
+    wiring.rows::<AccountPnl, _, _, _>(
+        "account_pnl",
+        &names.account_pnl_bucket,
+        |mut c: Client| async move {
+            c.watch_account_pnl(pb::WatchAccountPnlRequest::default()).await.map(|r| r.into_inner())
+        },
+        source::account_pnl,
+    );
+    wiring.rows::<PositionPnl, _, _, _>(
+        "position_pnl",
+        &names.position_pnl_bucket,
+        |mut c: Client| async move {
+            c.watch_position_pnl(pb::WatchPositionPnlRequest::default()).await.map(|r| r.into_inner())
+        },
+        source::position_pnl,
+    );
     let (tx, rx) = mpsc::channel(CHANNEL);
     tracker.spawn(follow(
-        follower("health"),
+        wiring.follower("health"),
         |mut c: Client| async move { c.watch_health(pb::WatchHealthRequest {}).await.map(|r| r.into_inner()) },
         source::health,
         tx,
     ));
     let publisher = HealthPublisher::new(jet.clone(), Arc::clone(&metrics), Arc::clone(&readiness));
-    tracker.spawn(publisher.run(rx, retry, shutdown.clone()));
+    tracker.spawn(publisher.run(rx, settings.retry.clone(), shutdown.clone()));
 
     tracker.spawn(heartbeat(
         jet.clone(),
@@ -172,6 +174,50 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         tracker,
         grace: Duration::from_millis(settings.shutdown.grace_ms),
     })
+}
+
+/// What every follower and publisher pair shares.
+struct Wiring {
+    gateway: Gateway,
+    jet: Jet,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    retry: crate::config::RetrySettings,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Wiring {
+    fn follower(&self, data: &'static str) -> Follower {
+        Follower {
+            data,
+            gateway: self.gateway.clone(),
+            retry: self.retry.clone(),
+            metrics: Arc::clone(&self.metrics),
+            cancel: self.shutdown.clone(),
+        }
+    }
+
+    /// A follower of one row kind's Watch stream and its publisher into `bucket`, joined by a
+    /// bounded channel.
+    fn rows<R, M, F, Fut>(&self, data: &'static str, bucket: &str, open: F, convert: fn(M) -> Update<R>)
+    where
+        R: Row,
+        M: StreamMessage,
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<tonic::Streaming<M>, tonic::Status>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        self.tracker.spawn(follow(self.follower(data), open, convert, tx));
+        let publisher = RowsPublisher::<R>::new(
+            data,
+            bucket.to_owned(),
+            self.jet.clone(),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.readiness),
+        );
+        self.tracker.spawn(publisher.run(rx, self.retry.clone(), self.shutdown.clone()));
+    }
 }
 
 /// Rewrites `bridge` in the status bucket every `every`, and once more on the way out with

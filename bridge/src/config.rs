@@ -132,6 +132,10 @@ pub struct JetStreamSettings {
     pub positions_bucket: String,
     /// Bucket with the latest value of every account summary value.
     pub summary_bucket: String,
+    /// Bucket with the latest profit and loss of every account.
+    pub account_pnl_bucket: String,
+    /// Bucket with the latest value and profit and loss of every position.
+    pub position_pnl_bucket: String,
     /// Bucket with the latest freshness and stream position per subject, health and the bridge's
     /// heartbeat.
     pub status_bucket: String,
@@ -153,6 +157,8 @@ impl Default for JetStreamSettings {
             subject_prefix: "ibgw.v1".into(),
             positions_bucket: "ibgw-positions".into(),
             summary_bucket: "ibgw-summary".into(),
+            account_pnl_bucket: "ibgw-account-pnl".into(),
+            position_pnl_bucket: "ibgw-position-pnl".into(),
             status_bucket: "ibgw-status".into(),
             duplicate_window_ms: 120_000,
             max_age_secs: 7 * 24 * 3600,
@@ -294,20 +300,21 @@ impl Settings {
         if !is_name(&js.stream) {
             return bad(format!("jetstream.stream = {:?}: use letters, digits, - and _", js.stream));
         }
-        for (key, b) in [
+        let buckets = [
             ("jetstream.positions_bucket", &js.positions_bucket),
             ("jetstream.summary_bucket", &js.summary_bucket),
+            ("jetstream.account_pnl_bucket", &js.account_pnl_bucket),
+            ("jetstream.position_pnl_bucket", &js.position_pnl_bucket),
             ("jetstream.status_bucket", &js.status_bucket),
-        ] {
+        ];
+        for (key, b) in buckets {
             if !is_name(b) {
                 return bad(format!("{key} = {b:?}: use letters, digits, - and _"));
             }
         }
-        if js.positions_bucket == js.summary_bucket
-            || js.positions_bucket == js.status_bucket
-            || js.summary_bucket == js.status_bucket
-        {
-            return bad("jetstream.positions_bucket, summary_bucket and status_bucket must differ".into());
+        let distinct: std::collections::BTreeSet<&String> = buckets.iter().map(|(_, b)| *b).collect();
+        if distinct.len() != buckets.len() {
+            return bad("the jetstream.*_bucket names must all differ".into());
         }
         if js.subject_prefix.is_empty() || !js.subject_prefix.split('.').all(is_name) {
             return bad(format!(

@@ -146,7 +146,7 @@ impl Jet {
         let config = stream::Config {
             name: n.stream.clone(),
             description: Some(
-                "ibgw-bridge: every change of gateway-svc's positions, account summary and health".into(),
+                "ibgw-bridge: every change of gateway-svc's positions, account summary, PnL and health".into(),
             ),
             subjects: vec![format!("{}.>", n.subject_prefix)],
             retention: stream::RetentionPolicy::Limits,
@@ -159,7 +159,9 @@ impl Jet {
             ..Default::default()
         };
         self.js.get_or_create_stream(config).await.map_err(|e| failed("create stream")(&e))?;
-        for bucket in [&n.positions_bucket, &n.summary_bucket, &n.status_bucket] {
+        for bucket in
+            [&n.positions_bucket, &n.summary_bucket, &n.account_pnl_bucket, &n.position_pnl_bucket, &n.status_bucket]
+        {
             // A bucket is a stream `KV_<bucket>` on `$KV.<bucket>.>`, configured as the client
             // library's create_key_value does. Created here directly because that call first
             // asks for account details in a form nats-server 2.9 does not send.

@@ -1,17 +1,18 @@
-//! `ibgw-bridge`: follows gateway-svc's positions, account summary and health over gRPC (as any
-//! other client does) and publishes them to NATS JetStream, so that readers on other machines
+//! `ibgw-bridge`: follows gateway-svc's positions, account summary, PnL and health over gRPC (as
+//! any other client does) and publishes them to NATS JetStream, so that readers on other machines
 //! get the same data with the same stamps (epoch, seq, as_of, freshness):
 //!
 //! - every change into one stream, a subject per data kind and account
-//!   (`ibgw.v1.positions.<account>`, `ibgw.v1.summary.<account>`, `ibgw.v1.health`), each
+//!   (`ibgw.v1.positions.<account>`, `ibgw.v1.summary.<account>`, `ibgw.v1.account_pnl.<account>`,
+//!   `ibgw.v1.position_pnl.<account>`, `ibgw.v1.health`), each
 //!   message with a `Nats-Msg-Id` that makes publishing it again harmless;
 //! - the latest value of every row into key-value buckets (a removed row is deleted), plus a
 //!   status bucket with each subject's freshness and stream position, health, and a heartbeat.
 //!
 //! Modules: [`config`]; [`source`] (gRPC followers); [`book`] (target vs published, pure);
 //! [`rows`] and [`health`] (the publishers); [`jet`] (NATS); [`model`] (what is written);
-//! [`ops`] and [`metrics`]; [`bridge`] (wiring and shutdown). PnL is not a gateway-svc data kind
-//! yet; it will be one more row kind here (`ibgw.v1.pnl.<account>`, bucket `ibgw_pnl`).
+//! [`ops`] and [`metrics`]; [`bridge`] (wiring and shutdown). A new row kind of gateway-svc is a
+//! [`model::Row`] impl, a converter in [`source`], a bucket name and one line in [`bridge`].
 
 pub mod book;
 pub mod bridge;

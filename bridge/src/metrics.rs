@@ -7,7 +7,7 @@ use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, Sh
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// The data kinds, as metric labels (and subject tokens).
-pub const DATA: [&str; 3] = ["positions", "summary", "health"];
+pub const DATA: [&str; 5] = ["positions", "summary", "account_pnl", "position_pnl", "health"];
 
 /// Stream message kinds, as metric labels.
 pub const MESSAGE_KINDS: [&str; 4] = ["DELTA", "RESYNC", "FRESHNESS", "HEALTH"];

@@ -80,7 +80,7 @@ pub trait Row:
     fn key(&self) -> Self::Key;
     /// The account a key belongs to.
     fn account(key: &Self::Key) -> &str;
-    /// The key-value key of a row: `<account>.<rest>`, each part a [`token`].
+    /// The key-value key of a row: `<account>` or `<account>.<rest>`, each part a [`token`].
     fn kv_key(key: &Self::Key) -> String;
 }
 
@@ -200,6 +200,99 @@ impl Row for SummaryValue {
     }
 }
 
+/// One account's profit and loss (`gateway.v1.AccountPnl`, same field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct AccountPnl {
+    pub account: String,
+    pub daily_pnl: String,
+    pub unrealized_pnl: String,
+    pub realized_pnl: String,
+    pub currency: String,
+}
+
+/// What identifies an account's PnL (`gateway.v1.AccountPnlKey`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountPnlKey {
+    /// Account code.
+    pub account: String,
+}
+
+impl From<pb::AccountPnl> for AccountPnl {
+    fn from(p: pb::AccountPnl) -> Self {
+        Self {
+            account: p.account,
+            daily_pnl: p.daily_pnl,
+            unrealized_pnl: p.unrealized_pnl,
+            realized_pnl: p.realized_pnl,
+            currency: p.currency,
+        }
+    }
+}
+
+impl From<pb::AccountPnlKey> for AccountPnlKey {
+    fn from(k: pb::AccountPnlKey) -> Self {
+        Self { account: k.account }
+    }
+}
+
+impl Row for AccountPnl {
+    type Key = AccountPnlKey;
+    fn key(&self) -> AccountPnlKey {
+        AccountPnlKey { account: self.account.clone() }
+    }
+    fn account(key: &AccountPnlKey) -> &str {
+        &key.account
+    }
+    fn kv_key(key: &AccountPnlKey) -> String {
+        token(&key.account)
+    }
+}
+
+/// One position's value and profit and loss (`gateway.v1.PositionPnl`, same field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct PositionPnl {
+    pub account: String,
+    pub con_id: i64,
+    pub quantity: String,
+    pub market_value: String,
+    pub market_price: String,
+    pub daily_pnl: String,
+    pub unrealized_pnl: String,
+    pub realized_pnl: String,
+    pub currency: String,
+}
+
+impl From<pb::PositionPnl> for PositionPnl {
+    fn from(p: pb::PositionPnl) -> Self {
+        Self {
+            account: p.account,
+            con_id: p.con_id,
+            quantity: p.quantity,
+            market_value: p.market_value,
+            market_price: p.market_price,
+            daily_pnl: p.daily_pnl,
+            unrealized_pnl: p.unrealized_pnl,
+            realized_pnl: p.realized_pnl,
+            currency: p.currency,
+        }
+    }
+}
+
+impl Row for PositionPnl {
+    type Key = PositionKey;
+    fn key(&self) -> PositionKey {
+        PositionKey { account: self.account.clone(), con_id: self.con_id }
+    }
+    fn account(key: &PositionKey) -> &str {
+        &key.account
+    }
+    fn kv_key(key: &PositionKey) -> String {
+        format!("{}.{}", token(&key.account), key.con_id)
+    }
+}
+
 /// What a stream message carries (the gRPC `UpdateKind`s a bridge can produce).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -218,7 +311,7 @@ pub enum ChangeKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Change<R: Row> {
-    /// `positions` or `summary`.
+    /// `positions`, `summary`, `account_pnl` or `position_pnl`.
     pub data: String,
     /// The account of every row in it.
     pub account: String,

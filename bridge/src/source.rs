@@ -75,6 +75,18 @@ impl StreamMessage for pb::WatchAccountSummaryResponse {
     }
 }
 
+impl StreamMessage for pb::WatchAccountPnlResponse {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl StreamMessage for pb::WatchPositionPnlResponse {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 impl StreamMessage for pb::WatchHealthResponse {
     fn seq(&self) -> u64 {
         self.seq
@@ -211,6 +223,16 @@ pub fn positions(m: pb::WatchPositionsResponse) -> Update<crate::model::Position
 
 /// A WatchAccountSummary message as an [`Update`].
 pub fn summary(m: pb::WatchAccountSummaryResponse) -> Update<crate::model::SummaryValue> {
+    update!(m)
+}
+
+/// A WatchAccountPnl message as an [`Update`].
+pub fn account_pnl(m: pb::WatchAccountPnlResponse) -> Update<crate::model::AccountPnl> {
+    update!(m)
+}
+
+/// A WatchPositionPnl message as an [`Update`].
+pub fn position_pnl(m: pb::WatchPositionPnlResponse) -> Update<crate::model::PositionPnl> {
     update!(m)
 }
 

@@ -98,3 +98,52 @@ async fn the_server_stores_a_change_once_and_refuses_a_stale_writer() {
     assert!(matches!(err, ibgw_bridge::jet::NatsError::Conflict { .. }), "{err}");
     assert_eq!(last_stream_seq(&nats.js().await).await, seq);
 }
+
+#[tokio::test]
+async fn pnl_is_bridged_like_the_other_row_kinds() {
+    use gateway_proto::pb;
+    use ibgw_bridge::model::{AccountPnl, PositionPnl};
+    let chain = Chain::start().await;
+    let js = chain.nats.js().await;
+    let truth = || async {
+        let mut c = chain.client.clone();
+        let a = c.get_account_pnl(pb::GetAccountPnlRequest::default()).await.ok()?.into_inner();
+        let p = c.get_position_pnl(pb::GetPositionPnlRequest::default()).await.ok()?.into_inner();
+        let a: Vec<(String, String)> = a.accounts.into_iter().map(|r| (r.account, r.daily_pnl)).collect();
+        let p: Vec<((String, i64), String)> =
+            p.positions.into_iter().map(|r| ((r.account, r.con_id), r.market_value)).collect();
+        Some((a, p))
+    };
+    let in_buckets = || async {
+        let a: Vec<AccountPnl> = crate::support::bucket(&js, "ibgw-account-pnl").await?;
+        let p: Vec<PositionPnl> = crate::support::bucket(&js, "ibgw-position-pnl").await?;
+        let mut a: Vec<(String, String)> = a.into_iter().map(|r| (r.account, r.daily_pnl)).collect();
+        let mut p: Vec<((String, i64), String)> =
+            p.into_iter().map(|r| ((r.account, r.con_id), r.market_value)).collect();
+        a.sort();
+        p.sort();
+        Some((a, p))
+    };
+    let converged = |what: &'static str| async move {
+        eventually(what, Duration::from_secs(20), || async {
+            let t = truth().await?;
+            (!t.1.is_empty() && Some(&t) == in_buckets().await.as_ref()).then_some(())
+        })
+        .await;
+    };
+    converged("PnL buckets equal gateway-svc's PnL").await;
+    let all = check_stream(&js).await;
+    let first = on_subject(&all, &format!("ibgw.v1.position_pnl.{A}"), 0);
+    assert_eq!(first[0].json["kind"], "RESYNC", "{first:?}");
+    // A closed position loses its PnL row, in the bucket too.
+    chain.set_quantity(B, 76792991, "0");
+    chain.wait_truth(B, 76792991, None).await;
+    eventually("the closed position's PnL row gone", Duration::from_secs(20), || async {
+        let t = truth().await?;
+        (!t.1.iter().any(|(k, _)| k == &(B.to_owned(), 76792991)) && Some(&t) == in_buckets().await.as_ref())
+            .then_some(())
+    })
+    .await;
+    check_stream(&js).await;
+    chain.finish().await;
+}
