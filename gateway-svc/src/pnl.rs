@@ -183,9 +183,11 @@ impl<K: PerKey> Keyed<K> {
         self.collecting_since = None;
     }
 
-    /// Makes the subscribed keys equal to `wanted` (at most `cap` of them): subscribes new keys,
-    /// cancels and forgets gone ones (their rows are removed). With `fresh`, a new session, the
-    /// kind collects its first full set again.
+    /// Makes the subscribed keys equal to `wanted` (at most `cap` of them): cancels and forgets
+    /// gone keys (their rows are removed) and subscribes at most `budget` new ones, so the caller
+    /// stays responsive (each subscription is one paced request). Returns whether every wanted key
+    /// is subscribed; call again until it is. With `fresh`, a new session, the kind collects its
+    /// first full set again.
     pub(crate) async fn follow(
         &mut self,
         client: &Client,
@@ -193,7 +195,8 @@ impl<K: PerKey> Keyed<K> {
         wanted: BTreeSet<K::Key>,
         cap: usize,
         fresh: bool,
-    ) -> Result<(), KeyedError> {
+        budget: usize,
+    ) -> Result<bool, KeyedError> {
         let capped = wanted.len().saturating_sub(cap);
         if capped != self.capped {
             if capped > 0 {
@@ -223,16 +226,15 @@ impl<K: PerKey> Keyed<K> {
             self.first.clear();
             self.collecting_since = Some(Instant::now());
         }
-        for key in wanted {
-            if self.subs.contains_key(&key) {
-                continue;
-            }
+        let missing: Vec<K::Key> = wanted.into_iter().filter(|k| !self.subs.contains_key(k)).collect();
+        let done = missing.len() <= budget;
+        for key in missing.into_iter().take(budget) {
             let sub = K::subscribe(client, &key).await.map_err(|e| KeyedError::Closed(format!("{}: {e}", K::LABEL)))?;
             debug!(kind = K::LABEL, ?key, "subscribed");
             self.subs.insert(key, sub);
         }
         self.finish_first_set(state, false);
-        Ok(())
+        Ok(done)
     }
 
     fn collecting(&self) -> bool {

@@ -77,15 +77,21 @@ struct Actor {
     consecutive_conflicts: u32,
 }
 
+/// PnL subscriptions made per turn of the session loop and kind: about 100 ms of paced requests.
+const PNL_STEP: usize = 4;
+
 /// The live subscriptions of one session: one per data kind.
 struct Subs {
     positions: <Positions as Kind>::Sub,
     summary: <Summary as Kind>::Sub,
     account_pnl: Keyed<AccountPnl>,
     position_pnl: Keyed<PositionPnl>,
-    /// PnL is subscribed after READY, not before: each key is one paced request (about 25 ms at
-    /// 40 a second), and READY must not wait for them. PnL reports its own freshness meanwhile.
+    /// PnL is subscribed after READY, not before, a few keys per turn of the session loop: each
+    /// key is one paced request (about 25 ms at 40 a second), and neither READY nor the probe
+    /// and notices may wait for all of them. PnL reports its own freshness meanwhile.
     pnl_pending: bool,
+    /// The next PnL step starts a new set (a new session, or after 1101).
+    pnl_fresh: bool,
 }
 
 impl Actor {
@@ -239,14 +245,6 @@ impl Actor {
         probe_tick.reset();
 
         loop {
-            // After READY (and after every resync): one PnL subscription per account and per
-            // held position, collected into one first full set.
-            if subs.pnl_pending {
-                subs.pnl_pending = false;
-                if let Err(end) = self.follow_pnl(client, &mut subs).await {
-                    return end;
-                }
-            }
             // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
             // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
             // position updates must not starve notices or the probe.
@@ -264,16 +262,26 @@ impl Actor {
                         Err(ReadError::Lagged) => self.reopen::<Positions>(client, &mut subs.positions).await,
                         r => r.map_err(|e| read_lost(e, "connection_lost")),
                     };
-                    // Opened and closed positions subscribe and cancel their PnL.
+                    // Opened and closed positions subscribe and cancel their PnL (a few at a time;
+                    // the PnL step picks up the rest).
                     match folded {
-                        Ok(()) => subs
-                            .position_pnl
-                            .follow(client, &self.state, self.held_positions(), self.cfg.max_position_pnl, false)
-                            .await
-                            .map_err(keyed_lost),
-                        end => end,
+                        Ok(()) if !subs.pnl_pending => {
+                            let held = self.held_positions();
+                            let cap = self.cfg.max_position_pnl;
+                            match subs.position_pnl.follow(client, &self.state, held, cap, false, PNL_STEP).await {
+                                Ok(done) => {
+                                    subs.pnl_pending = !done;
+                                    Ok(())
+                                }
+                                Err(e) => Err(keyed_lost(e)),
+                            }
+                        }
+                        other => other,
                     }
                 }
+                // After READY (and after every resync), a few PnL subscriptions per turn: one per
+                // account and per held position, collected into one first full set.
+                () = std::future::ready(()), if subs.pnl_pending => self.follow_pnl(client, &mut subs).await,
                 Some(item) = subs.account_pnl.next() => {
                     last_rx = Instant::now();
                     subs.account_pnl.fold(item, &self.state).map_err(keyed_lost)
@@ -365,7 +373,7 @@ impl Actor {
                 .collect();
             self.state.accounts.resync(self.epoch, rows);
             let (account_pnl, position_pnl) = (Keyed::default(), Keyed::default());
-            Ok(Subs { positions, summary, account_pnl, position_pnl, pnl_pending: true })
+            Ok(Subs { positions, summary, account_pnl, position_pnl, pnl_pending: true, pnl_fresh: true })
         })
         .await
     }
@@ -378,13 +386,24 @@ impl Actor {
         Ok(())
     }
 
-    /// Subscribes PnL for every managed account and held position as a new set (a new session,
-    /// or after 1101 dropped every subscription).
+    /// One step of subscribing PnL for every managed account and held position (a new set after
+    /// a new session or 1101): at most [`PNL_STEP`] subscriptions per kind, then back to the loop.
     async fn follow_pnl(&self, client: &Client, subs: &mut Subs) -> Result<(), End> {
+        let fresh = std::mem::take(&mut subs.pnl_fresh);
         let accounts = self.state.accounts.snapshot().rows.keys().cloned().collect();
-        subs.account_pnl.follow(client, &self.state, accounts, usize::MAX, true).await.map_err(keyed_lost)?;
+        let accounts_done = subs
+            .account_pnl
+            .follow(client, &self.state, accounts, usize::MAX, fresh, PNL_STEP)
+            .await
+            .map_err(keyed_lost)?;
         let held = self.held_positions();
-        subs.position_pnl.follow(client, &self.state, held, self.cfg.max_position_pnl, true).await.map_err(keyed_lost)
+        let positions_done = subs
+            .position_pnl
+            .follow(client, &self.state, held, self.cfg.max_position_pnl, fresh, PNL_STEP)
+            .await
+            .map_err(keyed_lost)?;
+        subs.pnl_pending = !(accounts_done && positions_done);
+        Ok(())
     }
 
     /// The held positions' keys: what per-position PnL follows.
