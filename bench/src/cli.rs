@@ -32,6 +32,9 @@ pub enum Command {
     Burst(BurstArgs),
     /// ib-sim alone: raw TWS clients receiving a burst; updates/s and simulator RSS.
     Sim(SimArgs),
+    /// `ibgw-bridge` into a real `nats-server -js`: one change to a JetStream consumer vs a direct
+    /// WatchPositions subscriber, and a burst until the stream and the positions bucket converge.
+    Nats(NatsArgs),
     /// Every scenario with its defaults, then a summary table.
     All(Smoke),
 }
@@ -182,6 +185,20 @@ pub struct SimArgs {
     /// Bursts measured (default 2, smoke 1).
     #[arg(long)]
     pub rounds: Option<u32>,
+}
+
+/// Flags of `nats`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NatsArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Single position changes measured (default 300, smoke 10).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Updates in the burst (default 10000, smoke 2000).
+    #[arg(long)]
+    pub count: Option<u32>,
 }
 
 /// `value` when given, else the smoke or the full default.

@@ -2,7 +2,7 @@
 //! in the same run, on the same machine, over 127.0.0.1 only.
 //!
 //! - [`cli`]: the subcommands and their flags.
-//! - [`scenario`]: one module per benchmark (runner, unary, fanout, recovery, burst, sim).
+//! - [`scenario`]: one module per benchmark (runner, unary, fanout, recovery, burst, sim, nats).
 //! - [`stats`] and [`report`]: percentiles, ratios, goals and the tables that print them.
 //! - [`binaries`] and [`child`]: the sibling executables and the processes started from them.
 //! - [`stack`], [`fleet`], [`direct`], [`empty`], [`wire`], [`caller`]: the things being measured
