@@ -72,118 +72,53 @@ trait StreamMessage {
     fn as_of(&self) -> Option<prost_types::Timestamp>;
 }
 
-impl StreamMessage for pb::WatchAccountPnlResponse {
-    type Row = pb::AccountPnl;
-    fn kind(&self) -> pb::UpdateKind {
-        pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
-    }
-    fn items(&self) -> &[pb::AccountPnl] {
-        &self.items
-    }
-    fn upserts(&self) -> &[pb::AccountPnl] {
-        &self.upserts
-    }
-    fn removal_keys(&self) -> Vec<String> {
-        self.removals.iter().map(|k| k.account.clone()).collect()
-    }
-    fn key(p: &pb::AccountPnl) -> String {
-        p.account.clone()
-    }
-    fn freshness(&self) -> Option<&pb::Freshness> {
-        self.freshness.as_ref()
-    }
-    fn epoch(&self) -> u64 {
-        self.session_epoch
-    }
-    fn as_of(&self) -> Option<prost_types::Timestamp> {
-        self.as_of
-    }
+/// Every stream response has the same shape (kind, items, upserts, removals, epoch, as_of,
+/// freshness); only how a row and a removal are keyed differs.
+macro_rules! stream_message {
+    ($message:ty, $row:ty, key: |$r:ident| $key:expr, removal: |$k:ident| $removal:expr) => {
+        impl StreamMessage for $message {
+            type Row = $row;
+            fn kind(&self) -> pb::UpdateKind {
+                pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
+            }
+            fn items(&self) -> &[$row] {
+                &self.items
+            }
+            fn upserts(&self) -> &[$row] {
+                &self.upserts
+            }
+            fn removal_keys(&self) -> Vec<String> {
+                self.removals.iter().map(|$k| $removal).collect()
+            }
+            fn key($r: &$row) -> String {
+                $key
+            }
+            fn freshness(&self) -> Option<&pb::Freshness> {
+                self.freshness.as_ref()
+            }
+            fn epoch(&self) -> u64 {
+                self.session_epoch
+            }
+            fn as_of(&self) -> Option<prost_types::Timestamp> {
+                self.as_of
+            }
+        }
+    };
 }
 
-/// Keyed like positions (`account:con_id`), so the page joins each row to its position.
-impl StreamMessage for pb::WatchPositionPnlResponse {
-    type Row = pb::PositionPnl;
-    fn kind(&self) -> pb::UpdateKind {
-        pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
-    }
-    fn items(&self) -> &[pb::PositionPnl] {
-        &self.items
-    }
-    fn upserts(&self) -> &[pb::PositionPnl] {
-        &self.upserts
-    }
-    fn removal_keys(&self) -> Vec<String> {
-        self.removals.iter().map(|k| format!("{}:{}", k.account, k.con_id)).collect()
-    }
-    fn key(p: &pb::PositionPnl) -> String {
-        format!("{}:{}", p.account, p.con_id)
-    }
-    fn freshness(&self) -> Option<&pb::Freshness> {
-        self.freshness.as_ref()
-    }
-    fn epoch(&self) -> u64 {
-        self.session_epoch
-    }
-    fn as_of(&self) -> Option<prost_types::Timestamp> {
-        self.as_of
-    }
-}
-
-impl StreamMessage for pb::WatchPositionsResponse {
-    type Row = pb::Position;
-    fn kind(&self) -> pb::UpdateKind {
-        pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
-    }
-    fn items(&self) -> &[pb::Position] {
-        &self.items
-    }
-    fn upserts(&self) -> &[pb::Position] {
-        &self.upserts
-    }
-    fn removal_keys(&self) -> Vec<String> {
-        self.removals.iter().map(|k| format!("{}:{}", k.account, k.con_id)).collect()
-    }
-    fn key(p: &pb::Position) -> String {
-        format!("{}:{}", p.account, p.con_id)
-    }
-    fn freshness(&self) -> Option<&pb::Freshness> {
-        self.freshness.as_ref()
-    }
-    fn epoch(&self) -> u64 {
-        self.session_epoch
-    }
-    fn as_of(&self) -> Option<prost_types::Timestamp> {
-        self.as_of
-    }
-}
-
-impl StreamMessage for pb::WatchAccountSummaryResponse {
-    type Row = pb::SummaryValue;
-    fn kind(&self) -> pb::UpdateKind {
-        pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
-    }
-    fn items(&self) -> &[pb::SummaryValue] {
-        &self.items
-    }
-    fn upserts(&self) -> &[pb::SummaryValue] {
-        &self.upserts
-    }
-    fn removal_keys(&self) -> Vec<String> {
-        self.removals.iter().map(|k| model::summary_key(&k.account, &k.tag, &k.currency)).collect()
-    }
-    fn key(v: &pb::SummaryValue) -> String {
-        model::summary_key(&v.account, &v.tag, &v.currency)
-    }
-    fn freshness(&self) -> Option<&pb::Freshness> {
-        self.freshness.as_ref()
-    }
-    fn epoch(&self) -> u64 {
-        self.session_epoch
-    }
-    fn as_of(&self) -> Option<prost_types::Timestamp> {
-        self.as_of
-    }
-}
+stream_message!(pb::WatchPositionsResponse, pb::Position,
+    key: |p| format!("{}:{}", p.account, p.con_id),
+    removal: |k| format!("{}:{}", k.account, k.con_id));
+stream_message!(pb::WatchAccountSummaryResponse, pb::SummaryValue,
+    key: |v| model::summary_key(&v.account, &v.tag, &v.currency),
+    removal: |k| model::summary_key(&k.account, &k.tag, &k.currency));
+stream_message!(pb::WatchAccountPnlResponse, pb::AccountPnl,
+    key: |p| p.account.clone(),
+    removal: |k| k.account.clone());
+// Keyed like positions (`account:con_id`), so the page joins each row to its position.
+stream_message!(pb::WatchPositionPnlResponse, pb::PositionPnl,
+    key: |p| format!("{}:{}", p.account, p.con_id),
+    removal: |k| format!("{}:{}", k.account, k.con_id));
 
 /// Applies one message to the rows a stream has seen.
 fn apply<M: StreamMessage>(rows: &mut BTreeMap<String, M::Row>, m: &M)
