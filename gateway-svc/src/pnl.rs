@@ -78,9 +78,9 @@ impl PerKey for AccountPnl {
     fn row(account: &String, p: &PnL, _: &State) -> AccountPnlRow {
         AccountPnlRow {
             account: account.clone(),
-            daily: decimal(p.daily_pnl),
-            unrealized: p.unrealized_pnl.map(decimal).unwrap_or_default(),
-            realized: p.realized_pnl.map(decimal).unwrap_or_default(),
+            daily: amount(p.daily_pnl),
+            unrealized: p.unrealized_pnl.map(amount).unwrap_or_default(),
+            realized: p.realized_pnl.map(amount).unwrap_or_default(),
         }
     }
 }
@@ -125,17 +125,24 @@ impl PerKey for PositionPnl {
             account: key.0.clone(),
             con_id: key.1,
             quantity: decimal(p.position),
-            market_value: decimal(p.value),
+            market_value: amount(p.value),
             market_price: price,
-            daily: decimal(p.daily_pnl),
-            unrealized: decimal(p.unrealized_pnl),
-            realized: decimal(p.realized_pnl),
+            daily: amount(p.daily_pnl),
+            unrealized: amount(p.unrealized_pnl),
+            realized: amount(p.realized_pnl),
         }
     }
 }
 
 fn round6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
+}
+
+/// An amount IB sent as a double, as a decimal string. Rounded to 6 places first, so the binary
+/// noise of a double ("10511.849999999999") never reaches clients as if it were a digit.
+fn amount(v: f64) -> String {
+    // `+ 0.0` turns a rounded -0 into 0: "-0" is no amount.
+    decimal(round6(v) + 0.0)
 }
 
 /// Why a keyed kind could not go on.
@@ -315,5 +322,20 @@ impl<K: PerKey> Keyed<K> {
             K::hub(state).apply(latest.into_values().collect(), Vec::new());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount;
+
+    #[test]
+    fn amounts_carry_no_binary_noise() {
+        assert_eq!(amount(10511.849999999999), "10511.85");
+        assert_eq!(amount(412.35), "412.35");
+        assert_eq!(amount(-88.1), "-88.1");
+        assert_eq!(amount(0.0), "0");
+        assert_eq!(amount(0.000_000_4), "0");
+        assert_eq!(amount(-0.000_000_4), "0");
     }
 }
