@@ -225,3 +225,32 @@ async fn accounts_come_in_the_gateways_order_not_sorted() {
     assert_eq!(ids, expected, "ListAccounts keeps the order of the gateway's managed-accounts list");
     stack.stop_and_check().await;
 }
+
+/// Under the gateway's summary cadence (full list once, then changed values every 3 minutes)
+/// `as_of` says when upstream last sent summary data, never "now": other traffic does not
+/// refresh it, while the positions' `as_of` follows their own updates.
+#[tokio::test]
+async fn summary_as_of_is_when_upstream_last_sent_it() {
+    let stack = start_stack_with(fast_settings(), ib_sim::Scenario::default()).await;
+    let mut c = stack.client.clone();
+    let summary_as_of = |r: pb::GetAccountSummaryResponse| r.as_of.expect("as_of");
+    let first =
+        summary_as_of(c.get_account_summary(pb::GetAccountSummaryRequest::default()).await.unwrap().into_inner());
+    let before = c.get_positions(pb::GetPositionsRequest::default()).await.unwrap().into_inner().as_of.unwrap();
+    let mut aapl = stack.sim().positions().into_iter().find(|p| p.symbol == "AAPL" && p.sec_type == "STK").unwrap();
+    aapl.quantity = "123".into();
+    stack.sim().upsert_positions(vec![aapl]).unwrap();
+    let after = crate::support::eventually("the position change", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            let r = c.get_positions(pb::GetPositionsRequest::default()).await.ok()?.into_inner();
+            r.positions.iter().any(|p| p.quantity == "123").then_some(r.as_of?)
+        }
+    })
+    .await;
+    assert!((after.seconds, after.nanos) > (before.seconds, before.nanos), "positions' as_of follows their updates");
+    let again =
+        summary_as_of(c.get_account_summary(pb::GetAccountSummaryRequest::default()).await.unwrap().into_inner());
+    assert_eq!(again, first, "no summary message arrived, so its as_of stays");
+    stack.stop_and_check().await;
+}
