@@ -143,9 +143,13 @@ impl Connection {
             ending.clean = !self.shared.shutdown.is_cancelled() && self.drain_until_eof().await;
         }
         info!(conn = self.id, client_id = ?self.client_id, closed_by = ?ending.closer, clean = ending.clean, reason = %ending.reason, "connection closed");
-        self.shared.stats().closed(ClosedConnection {
-            conn: self.id,
-            client_id: self.client_id,
+        // Close the socket before the stats say it is closed: a reader that sees the record (a
+        // test checking for CLOSE_WAIT with `ss`) must not find the socket still open.
+        let Connection { shared, id, client_id, stream, .. } = self;
+        drop(stream);
+        shared.stats().closed(ClosedConnection {
+            conn: id,
+            client_id,
             closed_by: ending.closer,
             clean: ending.clean,
             reason: ending.reason,
