@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use gateway_proto::pb;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -16,7 +15,7 @@ use crate::jet::{Jet, NatsError};
 use crate::metrics::Metrics;
 use crate::model::{Freshness, FreshnessState, HealthChange, health_json, rfc3339};
 use crate::ops::Readiness;
-use crate::retry::Backoff;
+use crate::publisher::{self, Publisher};
 use crate::source::Event;
 
 const DATA: &str = "health";
@@ -44,57 +43,11 @@ impl HealthPublisher {
     /// Runs until `cancel` or the follower is gone.
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Event<Option<pb::Health>>>,
+        rx: mpsc::Receiver<Event<Option<pb::Health>>>,
         retry: RetrySettings,
         cancel: CancellationToken,
     ) {
-        let mut backoff = Backoff::new(&retry);
-        let mut retry_at = Some(Instant::now());
-        let mut connections = self.jet.connections();
-        connections.borrow_and_update();
-        let mut watching = true;
-        loop {
-            let due = async {
-                match retry_at {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                ev = rx.recv() => {
-                    let Some(ev) = ev else { break };
-                    self.on_event(ev);
-                    if self.published.is_some() && let Err(e) = self.sync().await {
-                        self.fail(&e);
-                        retry_at = Some(Instant::now() + backoff.next_delay());
-                    }
-                }
-                r = connections.changed(), if watching => {
-                    if r.is_err() {
-                        watching = false;
-                        continue;
-                    }
-                    retry_at = Some(Instant::now());
-                    backoff.reset();
-                }
-                _ = due => {
-                    let r = self.reconcile().await;
-                    self.metrics.reconciled(DATA, r.is_ok());
-                    match r {
-                        Ok(()) => {
-                            retry_at = None;
-                            backoff.reset();
-                        }
-                        Err(e) => {
-                            self.fail(&e);
-                            retry_at = Some(Instant::now() + backoff.next_delay());
-                        }
-                    }
-                }
-            }
-        }
+        publisher::drive(&mut self, rx, retry, cancel).await;
         debug!("health publisher stopped");
     }
 
@@ -197,5 +150,28 @@ impl HealthPublisher {
             k.last_error = None;
         });
         Ok(())
+    }
+}
+
+impl Publisher for HealthPublisher {
+    type Message = Option<pb::Health>;
+
+    fn jet(&self) -> &Jet {
+        &self.jet
+    }
+
+    async fn apply(&mut self, ev: Event<Option<pb::Health>>) -> Result<(), NatsError> {
+        self.on_event(ev);
+        if self.published.is_some() { self.sync().await } else { Ok(()) }
+    }
+
+    async fn catch_up(&mut self) -> Result<(), NatsError> {
+        let r = self.reconcile().await;
+        self.metrics.reconciled(DATA, r.is_ok());
+        r
+    }
+
+    fn fail(&mut self, e: &NatsError) {
+        HealthPublisher::fail(self, e);
     }
 }

@@ -22,6 +22,7 @@ pub mod jet;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+mod publisher;
 pub mod retry;
 pub mod rows;
 pub mod source;

@@ -18,7 +18,7 @@ use crate::jet::{Jet, KvWrite, NatsError};
 use crate::metrics::Metrics;
 use crate::model::{Change, ChangeKind, Row, SubjectStatus, token, untoken};
 use crate::ops::Readiness;
-use crate::retry::Backoff;
+use crate::publisher::{self, Publisher};
 use crate::source::Event;
 
 /// Publishes one row kind.
@@ -51,62 +51,8 @@ impl<R: Row> RowsPublisher<R> {
     }
 
     /// Runs until `cancel` (the message in flight is finished first) or the follower is gone.
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Event<Update<R>>>,
-        retry: RetrySettings,
-        cancel: CancellationToken,
-    ) {
-        let mut backoff = Backoff::new(&retry);
-        let mut retry_at = Some(Instant::now());
-        let mut connections = self.jet.connections();
-        connections.borrow_and_update();
-        let mut watching = true;
-        loop {
-            let due = async {
-                match retry_at {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            // Every branch is cancel-safe (recv, sleep, cancelled); the work happens in the bodies,
-            // which run to completion.
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                ev = rx.recv() => {
-                    let Some(ev) = ev else { break };
-                    let touched = self.on_event(ev);
-                    if let Some(touched) = touched.filter(|_| self.loaded && self.target.ready)
-                        && let Err(e) = self.sync(&touched).await
-                    {
-                        self.fail(&e);
-                        retry_at = Some(Instant::now() + backoff.next_delay());
-                    }
-                }
-                r = connections.changed(), if watching => {
-                    if r.is_err() {
-                        watching = false;
-                        continue;
-                    }
-                    // NATS is back: check it against gateway-svc's state now.
-                    retry_at = Some(Instant::now());
-                    backoff.reset();
-                }
-                _ = due => {
-                    match self.reconcile().await {
-                        Ok(()) => {
-                            retry_at = None;
-                            backoff.reset();
-                        }
-                        Err(e) => {
-                            self.fail(&e);
-                            retry_at = Some(Instant::now() + backoff.next_delay());
-                        }
-                    }
-                }
-            }
-        }
+    pub async fn run(mut self, rx: mpsc::Receiver<Event<Update<R>>>, retry: RetrySettings, cancel: CancellationToken) {
+        publisher::drive(&mut self, rx, retry, cancel).await;
         debug!(data = self.data, "publisher stopped");
     }
 
@@ -330,5 +276,29 @@ impl<R: Row> RowsPublisher<R> {
             k.last_error = None;
         });
         Ok(())
+    }
+}
+
+impl<R: Row> Publisher for RowsPublisher<R> {
+    type Message = Update<R>;
+
+    fn jet(&self) -> &Jet {
+        &self.jet
+    }
+
+    async fn apply(&mut self, ev: Event<Update<R>>) -> Result<(), NatsError> {
+        let touched = self.on_event(ev);
+        match touched.filter(|_| self.loaded && self.target.ready) {
+            Some(touched) => self.sync(&touched).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn catch_up(&mut self) -> Result<(), NatsError> {
+        self.reconcile().await
+    }
+
+    fn fail(&mut self, e: &NatsError) {
+        RowsPublisher::fail(self, e);
     }
 }
