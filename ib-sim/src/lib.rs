@@ -23,14 +23,12 @@ mod control;
 pub mod control_client;
 mod farm;
 mod fault;
-pub mod frame;
-pub mod message;
-mod pb;
 mod prices;
 mod scenario;
 mod sim;
 mod stats;
 mod summary;
+mod wire_rows;
 
 pub use book::{Book, BookEvent};
 pub use control_client::ControlClient;

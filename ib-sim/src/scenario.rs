@@ -59,7 +59,7 @@ pub struct Scenario {
 }
 
 fn default_server_version() -> u32 {
-    crate::frame::SERVER_MAX_VERSION
+    tws_wire::frame::SERVER_MAX_VERSION
 }
 fn default_max_clients() -> usize {
     32
@@ -276,7 +276,7 @@ impl Scenario {
         if self.accounts.is_empty() {
             return invalid("at least one account is required".into());
         }
-        if self.server_version < 100 || self.server_version > crate::frame::SERVER_MAX_VERSION {
+        if self.server_version < 100 || self.server_version > tws_wire::frame::SERVER_MAX_VERSION {
             return invalid(format!("server_version {} is outside 100..=226", self.server_version));
         }
         let known = |a: &str| self.accounts.iter().any(|x| x.id == a);

@@ -14,11 +14,12 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Duration, Instant, MissedTickBehavior, timeout};
 use tracing::{info, warn};
 
+use tws_wire::frame::{self, Codec, FrameError};
+use tws_wire::{Reply, Request, decode_request, encode_reply, notice};
+
 use crate::book::BookEvent;
 use crate::farm::Notice;
 use crate::fault::{ConnCommand, Windows};
-use crate::frame::{self, Codec, FrameError};
-use crate::message::{Reply, Request, decode_request, encode_reply};
 use crate::sim::Shared;
 use crate::stats::{ClosedConnection, Closer};
 use crate::summary::Subscription;
@@ -225,14 +226,12 @@ impl Connection {
         self.version = version;
         self.codec = Codec::for_version(version);
         self.shared.stats().negotiated(self.id, version);
-        // The reply is text in every codec: `<version>\0<connection time>\0`.
-        let hello = format!("{version}\0{}\0", connection_time());
-        frame::put_frame(&mut self.out, hello.as_bytes());
+        frame::put_frame(&mut self.out, &frame::server_hello(version));
         self.flush().await?;
 
         let client_id = loop {
             match frame::take_frame(&mut self.buf) {
-                Ok(Some(body)) => match decode_request(&body, self.codec) {
+                Ok(Some(body)) => match decode_request(&body, self.codec, self.version) {
                     Ok(Request::StartApi { client_id }) => break client_id,
                     Ok(other) => {
                         return Err(Ending::server(format!("{} before START_API", other.name())));
@@ -246,10 +245,7 @@ impl Connection {
         self.shared.stats().request("start_api".into(), false);
         if let Err(reason) = self.shared.claim_client_id(client_id, self.id) {
             self.shared.stats().rejected(reason);
-            let msg = format!(
-                "Unable to connect as the client id is already in use. Retry with a unique client id. ({client_id})"
-            );
-            self.send(&Reply::Error { id: -1, code: 326, message: &msg });
+            self.send_error(-1, notice::CLIENT_ID_IN_USE_CODE, notice::client_id_in_use(client_id));
             self.flush().await?;
             return Err(Ending::server(format!("client id {client_id} in use")));
         }
@@ -320,18 +316,22 @@ impl Connection {
             if self.silent {
                 continue;
             }
-            match decode_request(&body, self.codec) {
+            match decode_request(&body, self.codec, self.version) {
                 Ok(req) => self.on_request(req),
                 Err(e) => {
                     // A gateway answers 320 to a request it cannot read and then resets.
-                    self.send(&Reply::Error { id: -1, code: 320, message: &format!("Error reading request: {e}") });
+                    self.send_error(-1, notice::UNREADABLE_CODE, format!("Error reading request: {e}"));
                     return Err(self.bad_input(&e));
                 }
             }
         }
     }
 
-    fn send(&mut self, reply: &Reply<'_>) {
+    fn send_error(&mut self, id: i32, code: i32, message: impl Into<String>) {
+        self.send(&Reply::error(id, code, message));
+    }
+
+    fn send(&mut self, reply: &Reply) {
         let body = encode_reply(reply, self.codec, self.version);
         frame::put_frame(&mut self.out, &body);
     }
@@ -404,7 +404,7 @@ impl Connection {
 
     fn send_notices(&mut self, notices: &[Notice]) {
         for n in notices {
-            self.send(&Reply::Error { id: -1, code: n.code, message: &n.text });
+            self.send_error(-1, n.code, n.text.clone());
         }
     }
 
@@ -412,11 +412,7 @@ impl Connection {
     fn link_lost(&mut self, farms: &[Notice]) {
         if !self.link_down {
             self.link_down = true;
-            self.send(&Reply::Error {
-                id: -1,
-                code: 1100,
-                message: "Connectivity between IB and Trader Workstation has been lost.",
-            });
+            self.send_error(-1, notice::LINK_LOST.0, notice::LINK_LOST.1);
         }
         self.send_notices(farms);
     }
@@ -427,20 +423,12 @@ impl Connection {
         }
         self.link_down = false;
         if data_lost {
-            self.send(&Reply::Error {
-                id: -1,
-                code: 1101,
-                message: "Connectivity between IB and Trader Workstation has been restored - data lost.",
-            });
+            self.send_error(-1, notice::LINK_RESTORED_DATA_LOST.0, notice::LINK_RESTORED_DATA_LOST.1);
             // Data lost means the subscriptions are gone: the client must ask again.
             self.subs = Subscriptions::default();
             self.pnl_due = None;
         } else {
-            self.send(&Reply::Error {
-                id: -1,
-                code: 1102,
-                message: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
-            });
+            self.send_error(-1, notice::LINK_RESTORED_DATA_MAINTAINED.0, notice::LINK_RESTORED_DATA_MAINTAINED.1);
             if self.missed {
                 self.resend_all();
             }
@@ -456,13 +444,6 @@ fn ticker(period: Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval_at(Instant::now() + period, period);
     t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     t
-}
-
-/// The handshake's connection time, `YYYYMMDD HH:MM:SS EST`, as gateways print it. Fixed at
-/// UTC−5 with the `EST` label every client parses; the wall-clock offset does not matter here.
-fn connection_time() -> String {
-    let est = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(-5)));
-    format!("{} EST", est.strftime("%Y%m%d %H:%M:%S"))
 }
 
 /// Decides how a freshly accepted socket is treated.

@@ -6,8 +6,9 @@
 
 use tokio::time::Instant;
 
+use tws_wire::{Reply, notice};
+
 use super::Connection;
-use crate::message::Reply;
 use crate::prices::{AccountPnl, PositionPnl};
 
 /// What a PnL subscription follows.
@@ -48,7 +49,7 @@ impl Connection {
             }
             Values::Position(p) => self.send(&Reply::PnlSingle {
                 req_id,
-                position: &p.position,
+                position: p.position.clone(),
                 daily: p.daily,
                 unrealized: p.unrealized,
                 realized: p.realized,
@@ -62,8 +63,7 @@ impl Connection {
     pub(super) fn subscribe_pnl(&mut self, req_id: i32, target: Target) {
         let Some(values) = self.pnl_values(&target) else {
             let (Target::Account(account) | Target::Position(account, _)) = &target;
-            let msg = format!("Error validating request: unknown account {account}");
-            self.send(&Reply::Error { id: req_id, code: 321, message: &msg });
+            self.send_error(req_id, notice::INVALID_CODE, notice::unknown_account(account));
             return;
         };
         self.send_pnl_values(req_id, &values);
@@ -77,13 +77,9 @@ impl Connection {
         if matches {
             self.subs.pnl.remove(&req_id);
         } else if single {
-            self.send(&Reply::Error {
-                id: req_id,
-                code: 10186,
-                message: "Failed to cancel PNL single (not subscribed)",
-            });
+            self.send_error(req_id, notice::PNL_SINGLE_NOT_SUBSCRIBED.0, notice::PNL_SINGLE_NOT_SUBSCRIBED.1);
         } else {
-            self.send(&Reply::Error { id: req_id, code: 10185, message: "Failed to cancel PNL (not subscribed)" });
+            self.send_error(req_id, notice::PNL_NOT_SUBSCRIBED.0, notice::PNL_NOT_SUBSCRIBED.1);
         }
     }
 

@@ -5,8 +5,9 @@ use tracing::{debug, warn};
 
 use super::Connection;
 use super::pnl::Target;
+use tws_wire::{Reply, Request, notice};
+
 use crate::book::BookEvent;
-use crate::message::{Reply, Request};
 use crate::summary::{Row, Subscription};
 
 /// At most two account-summary subscriptions per client, as a gateway enforces.
@@ -19,11 +20,7 @@ impl Connection {
         debug!(conn = self.id, request = %req.name(), "request");
         match req {
             Request::StartApi { .. } => {
-                self.send(&Reply::Error {
-                    id: -1,
-                    code: 321,
-                    message: "Error validating request: API already started",
-                });
+                self.send_error(-1, notice::ALREADY_STARTED.0, notice::ALREADY_STARTED.1);
             }
             Request::ManagedAccounts => self.send(&Reply::ManagedAccounts(self.shared.book.account_ids().join(","))),
             Request::Ids => self.send(&Reply::NextValidId(self.shared.next_order_id())),
@@ -47,28 +44,24 @@ impl Connection {
             }
             Request::CancelPnlSingle { req_id } => self.cancel_pnl(req_id, true),
             Request::OpenOrders => self.send(&Reply::OpenOrderEnd),
-            Request::AutoOpenOrders | Request::CancelAccountUpdatesMulti => {}
+            Request::AutoOpenOrders | Request::CancelAccountUpdatesMulti { .. } => {}
             Request::CompletedOrders => self.send(&Reply::CompletedOrdersEnd),
             Request::Executions { req_id } => self.send(&Reply::ExecutionDataEnd { req_id }),
-            Request::AccountUpdatesMulti { req_id } => self.send(&Reply::AccountUpdateMultiEnd { req_id }),
-            Request::OrderClass { msg_id } => {
-                warn!(conn = self.id, msg_id, "order-class message received by a read-only gateway");
-                self.send(&Reply::Error {
-                    id: -1,
-                    code: 321,
-                    message: "Error validating request: the API is in read-only mode",
-                });
+            Request::AccountUpdatesMulti { req_id, account } => self.account_updates_multi(req_id, &account),
+            Request::OrderClass { msg_id, id } => {
+                warn!(conn = self.id, msg_id, id, "order-class message received by a read-only gateway");
+                self.send_error(id, notice::READ_ONLY_CODE, notice::read_only(&Request::api_name(msg_id)));
             }
-            Request::Unknown { msg_id } => {
-                let msg = format!("Error validating request: unsupported message id {msg_id}");
-                self.send(&Reply::Error { id: -1, code: 321, message: &msg });
+            Request::Unsupported { msg_id, id } => {
+                let msg = format!("Error validating request: {} is not supported", Request::api_name(msg_id));
+                self.send_error(id, notice::INVALID_CODE, msg);
             }
         }
     }
 
     pub(super) fn send_all_positions(&mut self) {
         for p in self.shared.book.positions() {
-            self.send(&Reply::Position(&p));
+            self.send(&Reply::Position(Box::new(p.position_msg())));
         }
     }
 
@@ -76,11 +69,7 @@ impl Connection {
     /// [`Connection::send_summary_changes`]). Re-using an active id replaces its tags.
     fn account_summary(&mut self, req_id: i32, tags: &[String]) {
         if self.subs.summaries.len() >= MAX_SUMMARIES && !self.subs.summaries.contains_key(&req_id) {
-            self.send(&Reply::Error {
-                id: req_id,
-                code: 322,
-                message: "Error processing request: Maximum number of account summary requests exceeded",
-            });
+            self.send_error(req_id, notice::TOO_MANY_SUMMARIES.0, notice::TOO_MANY_SUMMARIES.1);
             return;
         }
         let mut sub = Subscription::new(tags);
@@ -94,10 +83,10 @@ impl Connection {
         for r in rows {
             self.send(&Reply::AccountSummary {
                 req_id,
-                account: &r.account,
-                tag: &r.tag,
-                value: &r.value,
-                currency: &r.currency,
+                account: r.account.clone(),
+                tag: r.tag.clone(),
+                value: r.value.clone(),
+                currency: r.currency.clone(),
             });
         }
     }
@@ -123,33 +112,40 @@ impl Connection {
             return;
         }
         if !self.shared.book.account_ids().contains(&account) {
-            let msg = format!("Error validating request: unknown account {account}");
-            self.send(&Reply::Error { id: -1, code: 321, message: &msg });
+            self.send_error(-1, notice::INVALID_CODE, notice::unknown_account(&account));
             return;
         }
         for v in self.shared.book.values().iter().filter(|v| v.account == account) {
-            self.send(&Reply::AccountValue {
-                key: &v.tag,
-                value: &v.value,
-                currency: &v.currency,
-                account: &v.account,
-            });
+            self.send(&v.reply());
         }
         // A gateway reports the per-currency ledger rows among the account values.
         for l in self.shared.book.ledger().iter().filter(|l| l.account == account) {
-            self.send(&Reply::AccountValue {
-                key: &l.tag,
-                value: &l.value,
-                currency: &l.currency,
-                account: &l.account,
-            });
+            self.send(&l.reply());
         }
         for p in self.shared.book.positions().iter().filter(|p| p.account == account) {
-            self.send(&Reply::Portfolio(p));
+            self.send(&Reply::Portfolio(Box::new(p.portfolio_msg())));
         }
         self.send(&Reply::AccountUpdateTime(jiff::Zoned::now().strftime("%H:%M").to_string()));
-        self.send(&Reply::AccountDownloadEnd(&account));
+        self.send(&Reply::AccountDownloadEnd(account.clone()));
         self.subs.account_updates = Some(account);
+    }
+
+    /// `reqAccountUpdatesMulti`: the account values of one account (every account for "" or
+    /// `All`), then the end marker. Later changes are not pushed.
+    fn account_updates_multi(&mut self, req_id: i32, account: &str) {
+        let all = account.is_empty() || account == "All";
+        let wanted = |a: &str| all || a == account;
+        let mut rows: Vec<Reply> = Vec::new();
+        for v in self.shared.book.values().iter().filter(|v| wanted(&v.account)) {
+            rows.push(v.multi_reply(req_id));
+        }
+        for l in self.shared.book.ledger().iter().filter(|l| wanted(&l.account)) {
+            rows.push(l.multi_reply(req_id));
+        }
+        for r in &rows {
+            self.send(r);
+        }
+        self.send(&Reply::AccountUpdateMultiEnd { req_id });
     }
 
     /// A book change. Account-summary subscriptions do not react here: they pick changes up in
@@ -164,26 +160,18 @@ impl Connection {
             BookEvent::Position(p) => {
                 let portfolio = updates_for(&p.account);
                 if self.subs.positions {
-                    self.send(&Reply::Position(p));
+                    self.send(&Reply::Position(Box::new(p.position_msg())));
                 }
                 if portfolio {
-                    self.send(&Reply::Portfolio(p));
+                    self.send(&Reply::Portfolio(Box::new(p.portfolio_msg())));
                 }
             }
             // A new price changes the portfolio row's valuation, not the position row.
-            BookEvent::Price(p) if updates_for(&p.account) => self.send(&Reply::Portfolio(p)),
-            BookEvent::Value(v) if updates_for(&v.account) => self.send(&Reply::AccountValue {
-                key: &v.tag,
-                value: &v.value,
-                currency: &v.currency,
-                account: &v.account,
-            }),
-            BookEvent::Ledger(l) if updates_for(&l.account) => self.send(&Reply::AccountValue {
-                key: &l.tag,
-                value: &l.value,
-                currency: &l.currency,
-                account: &l.account,
-            }),
+            BookEvent::Price(p) if updates_for(&p.account) => {
+                self.send(&Reply::Portfolio(Box::new(p.portfolio_msg())));
+            }
+            BookEvent::Value(v) if updates_for(&v.account) => self.send(&v.reply()),
+            BookEvent::Ledger(l) if updates_for(&l.account) => self.send(&l.reply()),
             BookEvent::Value(_) | BookEvent::Ledger(_) | BookEvent::Price(_) => {}
         }
     }
@@ -196,7 +184,7 @@ impl Connection {
         }
         if let Some(account) = self.subs.account_updates.clone() {
             for p in self.shared.book.positions().iter().filter(|p| p.account == account) {
-                self.send(&Reply::Portfolio(p));
+                self.send(&Reply::Portfolio(Box::new(p.portfolio_msg())));
             }
         }
     }

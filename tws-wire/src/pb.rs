@@ -1,4 +1,4 @@
-//! The subset of IB's `protobuf` package that the simulator speaks.
+//! The subset of IB's `protobuf` package that the gateway side speaks.
 //!
 //! IB's schema uses proto3 `optional` on every field and clients rely on presence (for example
 //! `ibapi` treats a `NextValidId` without `orderId` as "not received"), so every field here is an
@@ -224,4 +224,32 @@ pub(crate) struct PnLSingle {
 pub(crate) struct Int64Only {
     #[prost(int64, optional, tag = "1")]
     pub(crate) value: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct AccountUpdatesMultiRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub(crate) req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub(crate) account: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub(crate) model_code: Option<String>,
+    #[prost(bool, optional, tag = "4")]
+    pub(crate) ledger_and_nlv: Option<bool>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct AccountUpdateMulti {
+    #[prost(int32, optional, tag = "1")]
+    pub(crate) req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub(crate) account: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub(crate) model_code: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub(crate) key: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub(crate) value: Option<String>,
+    #[prost(string, optional, tag = "6")]
+    pub(crate) currency: Option<String>,
 }

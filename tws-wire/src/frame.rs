@@ -6,7 +6,7 @@
 
 use bytes::{Buf, BytesMut};
 
-/// Highest server version the simulator claims, as a current IB Gateway does.
+/// Highest server version a current IB Gateway claims (and the simulator's default).
 pub const SERVER_MAX_VERSION: u32 = 226;
 /// Versions at or below this use the text codec.
 pub const TEXT_MAX_VERSION: u32 = 200;
@@ -123,6 +123,32 @@ fn peek_frame(buf: &[u8]) -> Result<Option<&[u8]>, FrameError> {
     Ok(buf.get(4..4 + len))
 }
 
+/// The bytes a client opens with: the greeting and its version range (`v100..178`).
+pub fn client_hello(range: &str) -> Vec<u8> {
+    let mut out = GREETING.to_vec();
+    put_frame(&mut out, range.as_bytes());
+    out
+}
+
+/// The server's handshake answer body, text in every codec: `<version>\0<connection time>\0`.
+pub fn server_hello(version: u32) -> Vec<u8> {
+    format!("{version}\0{}\0", connection_time()).into_bytes()
+}
+
+/// Reads a server's handshake answer: the negotiated version and the connection time.
+pub fn parse_server_hello(body: &[u8]) -> Option<(u32, String)> {
+    let fields = crate::text::split(body);
+    let version = fields.first()?.parse().ok()?;
+    Some((version, fields.get(1).cloned().unwrap_or_default()))
+}
+
+/// The handshake's connection time, `YYYYMMDD HH:MM:SS EST`, as gateways print it. Fixed at
+/// UTC−5 with the `EST` label every client parses; the wall-clock offset does not matter here.
+fn connection_time() -> String {
+    let est = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(-5)));
+    format!("{} EST", est.strftime("%Y%m%d %H:%M:%S"))
+}
+
 /// Appends a length-prefixed frame holding `body`.
 pub fn put_frame(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -164,6 +190,15 @@ mod tests {
         buf.extend_from_slice(b"6\0\0\0\x04");
         assert_eq!(take_handshake(&mut buf), Ok(Some(VersionRange { min: 213, max: 226 })));
         assert_eq!(&buf[..], b"\0\0\0\x04", "the next frame's bytes stay buffered");
+    }
+
+    #[test]
+    fn hellos_round_trip() {
+        let mut buf = BytesMut::from(&client_hello("v100..178")[..]);
+        assert_eq!(take_handshake(&mut buf), Ok(Some(VersionRange { min: 100, max: 178 })));
+        let (v, time) = parse_server_hello(&server_hello(178)).expect("parses");
+        assert_eq!(v, 178);
+        assert!(time.ends_with(" EST"), "{time}");
     }
 
     #[test]
