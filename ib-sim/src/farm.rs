@@ -55,22 +55,18 @@ impl Farm {
     /// The notice a gateway sends for this farm in `state`, or `None` for a combination no
     /// gateway reports (an inactive sec-def farm).
     pub(crate) fn notice_for(&self, state: FarmState) -> Option<Notice> {
-        let (code, text) = match (self.kind, state) {
-            (FarmKind::Market, FarmState::Ok) => (2104, "Market data farm connection is OK"),
-            (FarmKind::Market, FarmState::Inactive) => {
-                (2108, "Market data farm connection is inactive but should be available upon demand.")
-            }
-            (FarmKind::Market, FarmState::Broken) => (2103, "Market data farm connection is broken"),
-            (FarmKind::Hmds, FarmState::Ok) => (2106, "HMDS data farm connection is OK"),
-            (FarmKind::Hmds, FarmState::Inactive) => {
-                (2107, "HMDS data farm connection is inactive but should be available upon demand.")
-            }
-            (FarmKind::Hmds, FarmState::Broken) => (2105, "HMDS data farm connection is broken"),
-            (FarmKind::Secdef, FarmState::Ok) => (2158, "Sec-def data farm connection is OK"),
-            (FarmKind::Secdef, FarmState::Broken) => (2157, "Sec-def data farm connection is broken"),
+        let code = match (self.kind, state) {
+            (FarmKind::Market, FarmState::Ok) => 2104,
+            (FarmKind::Market, FarmState::Inactive) => 2108,
+            (FarmKind::Market, FarmState::Broken) => 2103,
+            (FarmKind::Hmds, FarmState::Ok) => 2106,
+            (FarmKind::Hmds, FarmState::Inactive) => 2107,
+            (FarmKind::Hmds, FarmState::Broken) => 2105,
+            (FarmKind::Secdef, FarmState::Ok) => 2158,
+            (FarmKind::Secdef, FarmState::Broken) => 2157,
             (FarmKind::Secdef, FarmState::Inactive) => return None,
         };
-        Some(Notice { code, text: format!("{text}:{}", self.name) })
+        Some(Notice { code, text: tws_wire::notice::farm(code, &self.name)? })
     }
 
     fn notice(&self) -> Option<Notice> {

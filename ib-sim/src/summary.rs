@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use tws_wire::account_summary::TagSelection;
+
 use crate::book::Book;
 use crate::scenario::{AccountValue, LedgerValue};
 
@@ -19,66 +21,24 @@ pub(crate) struct Row {
     pub(crate) currency: String,
 }
 
-/// Which ledger rows a `$LEDGER` tag asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ledger {
-    /// `$LEDGER`: the base-currency totals, reported with currency `BASE`.
-    Base,
-    /// `$LEDGER:ALL`: every currency and `BASE`.
-    All,
-    /// `$LEDGER:EUR`: one currency.
-    Currency(String),
-}
-
-impl Ledger {
-    fn parse(tag: &str) -> Option<Self> {
-        let rest = tag.strip_prefix("$LEDGER")?;
-        if rest.is_empty() {
-            return Some(Ledger::Base);
-        }
-        let ccy = rest.strip_prefix(':')?;
-        Some(if ccy.eq_ignore_ascii_case("ALL") { Ledger::All } else { Ledger::Currency(ccy.to_ascii_uppercase()) })
-    }
-
-    fn wants(&self, currency: &str) -> bool {
-        match self {
-            Ledger::Base => currency == "BASE",
-            Ledger::All => true,
-            Ledger::Currency(c) => c == currency,
-        }
-    }
-}
-
-/// A request's tag list, parsed.
+/// A request's tag list, parsed (the rules live in `tws_wire::account_summary`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Selection {
-    /// Plain tags, matched literally against account values.
-    tags: Vec<String>,
-    ledger: Vec<Ledger>,
-}
+pub(crate) struct Selection(TagSelection);
 
 impl Selection {
     pub(crate) fn parse(tags: &[String]) -> Self {
-        let mut s = Selection::default();
-        for t in tags {
-            match Ledger::parse(t) {
-                Some(l) => s.ledger.push(l),
-                None if t.starts_with('$') => {} // some other `$` form: matches nothing
-                None => s.tags.push(t.clone()),
-            }
-        }
-        s
+        Selection(TagSelection::parse(tags))
     }
 
     /// The selected rows, grouped by account: its account values, then its ledger rows by currency.
     pub(crate) fn rows(&self, values: &[AccountValue], ledger: &[LedgerValue]) -> Vec<Row> {
-        let plain = values.iter().filter(|v| self.tags.contains(&v.tag)).map(|v| Row {
+        let plain = values.iter().filter(|v| self.0.wants(&v.tag, &v.currency, false)).map(|v| Row {
             account: v.account.clone(),
             tag: v.tag.clone(),
             value: v.value.clone(),
             currency: v.currency.clone(),
         });
-        let cash = ledger.iter().filter(|l| self.ledger.iter().any(|s| s.wants(&l.currency))).map(|l| Row {
+        let cash = ledger.iter().filter(|l| self.0.wants(&l.tag, &l.currency, true)).map(|l| Row {
             account: l.account.clone(),
             tag: l.tag.clone(),
             value: l.value.clone(),

@@ -6,11 +6,13 @@
 //! - [`request`]: client requests, decoded in both codecs (and encoded as a text client sends
 //!   them, for raw test clients).
 //! - [`reply`]: what a gateway sends, encoded in both codecs (and decoded from text).
+//! - [`account_summary`]: what an account-summary tag list selects.
 //! - [`text`]: the text codec's fields; [`notice`]: the codes and texts of errors and notices.
 //!
 //! The simulator (`ib-sim`), gateway-svc's TWS front door, the tests and the benchmarks all use
 //! this crate; no other copy of a message id or a field order exists in the workspace.
 
+pub mod account_summary;
 pub mod frame;
 pub mod ids;
 pub mod notice;

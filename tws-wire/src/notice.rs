@@ -46,5 +46,23 @@ pub fn unknown_account(account: &str) -> String {
 
 /// The codes of the data-farm notices (OK, broken, inactive), which are informational.
 pub fn is_farm(code: i32) -> bool {
-    matches!(code, 2103..=2108 | 2157 | 2158)
+    matches!(code, 2103..=2108 | 2119 | 2157 | 2158)
+}
+
+/// A data-farm notice as a gateway words it, with the farm's name after the colon
+/// ("Market data farm connection is OK:usfarm"). `None` for codes that are not farm notices.
+pub fn farm(code: i32, name: &str) -> Option<String> {
+    let text = match code {
+        2103 => "Market data farm connection is broken",
+        2104 => "Market data farm connection is OK",
+        2108 => "Market data farm connection is inactive but should be available upon demand.",
+        2119 => "Market data farm is connecting",
+        2105 => "HMDS data farm connection is broken",
+        2106 => "HMDS data farm connection is OK",
+        2107 => "HMDS data farm connection is inactive but should be available upon demand.",
+        2157 => "Sec-def data farm connection is broken",
+        2158 => "Sec-def data farm connection is OK",
+        _ => return None,
+    };
+    Some(format!("{text}:{name}"))
 }
