@@ -49,6 +49,8 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     /// The ops HTTP server (`/metrics`, `/healthz`, `/readyz`).
     pub ops: OpsSettings,
+    /// The TWS-protocol front door for unmodified IB API programs.
+    pub tws_api: TwsApiSettings,
     /// Logging.
     pub log: LogSettings,
     /// Shutdown.
@@ -197,6 +199,28 @@ impl Default for OpsSettings {
     }
 }
 
+/// The TWS-protocol front door: a port that speaks the gateway side of the TWS API, so IB API
+/// programs (ib_async, IB's clients, Rust `ibapi`) share the one session by changing only the
+/// host and port they connect to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwsApiSettings {
+    /// Serve it (off in `serve` unless set; the demo turns it on).
+    pub enabled: bool,
+    /// Listen address. The protocol carries no credentials, so a non-loopback address needs
+    /// `auth.allow_unauthenticated_non_loopback`.
+    pub listen: String,
+    /// Connected API clients at most; the next one is accepted and closed at once, as a gateway
+    /// does at its limit.
+    pub max_clients: usize,
+}
+
+impl Default for TwsApiSettings {
+    fn default() -> Self {
+        Self { enabled: false, listen: "127.0.0.1:4012".into(), max_clients: 2_048 }
+    }
+}
+
 /// Log format.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -260,6 +284,8 @@ pub struct Listen {
     pub grpc: SocketAddr,
     /// Ops HTTP.
     pub ops: SocketAddr,
+    /// The TWS front door, when enabled.
+    pub tws_api: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -295,6 +321,18 @@ impl Settings {
         };
         let grpc = addr("grpc.listen", &self.grpc.listen)?;
         let ops = addr("ops.listen", &self.ops.listen)?;
+        let tws_api = if self.tws_api.enabled { Some(addr("tws_api.listen", &self.tws_api.listen)?) } else { None };
+        if let Some(tws) = tws_api.filter(|a| !a.ip().is_loopback())
+            && !self.auth.allow_unauthenticated_non_loopback
+        {
+            return bad(format!(
+                "tws_api.listen = {tws} is not loopback and the TWS protocol carries no credentials: \
+                 bind it to loopback, or set auth.allow_unauthenticated_non_loopback = true"
+            ));
+        }
+        if self.tws_api.max_clients == 0 {
+            return bad("tws_api.max_clients must be > 0".into());
+        }
         let u = &self.upstream;
         if u.address
             .rsplit_once(':')
@@ -367,7 +405,7 @@ impl Settings {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad(format!("log.filter = {:?}: {e}", self.log.filter));
         }
-        Ok(Listen { grpc, ops })
+        Ok(Listen { grpc, ops, tws_api })
     }
 
     /// Whether gRPC on `grpc` would carry the bearer token in clear: a token, a non-loopback
@@ -428,6 +466,21 @@ mod tests {
         s.grpc.tls_cert_path = Some("cert.pem".into());
         s.grpc.tls_key_path = Some("key.pem".into());
         assert!(!s.token_in_clear("0.0.0.0:50051".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_tws_front_door_is_off_by_default_and_loopback_only_unless_allowed() {
+        let mut s = Settings::default();
+        assert_eq!(s.validate().expect("defaults").tws_api, None);
+        s.tws_api.enabled = true;
+        assert_eq!(s.validate().expect("loopback").tws_api.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:4012"));
+        s.tws_api.listen = "0.0.0.0:4012".into();
+        let err = s.validate().expect_err("refused").to_string();
+        assert!(err.contains("tws_api.listen") && err.contains("allow_unauthenticated_non_loopback"), "{err}");
+        s.auth.allow_unauthenticated_non_loopback = true;
+        assert!(s.validate().is_ok());
+        s.tws_api.listen = "nope".into();
+        assert!(s.validate().unwrap_err().to_string().contains("tws_api.listen"));
     }
 
     #[test]

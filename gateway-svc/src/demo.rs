@@ -62,6 +62,7 @@ impl Demo {
         serde_json::json!({
             "grpc": self.service.grpc_addr.to_string(),
             "ops": self.service.ops_addr.to_string(),
+            "tws_api": self.service.tws_api_addr.map(|a| a.to_string()),
             "sim_api": self.sim.api_addr().to_string(),
             "sim_control": self.sim.control_addr().map(|a| a.to_string()),
         })

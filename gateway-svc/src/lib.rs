@@ -5,7 +5,8 @@
 //! - [`upstream`]: the data kinds (positions, account summary), one type each; [`pnl`]: PnL per
 //!   account and per position (one subscription per key); [`farm`]: data farms.
 //! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams.
-//! - [`grpc`]: the `gateway.v1.GatewayService` implementation.
+//! - [`grpc`]: the `gateway.v1.GatewayService` implementation; [`front_door`]: the same state
+//!   served over the TWS API protocol to unmodified IB API programs.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
 //! - [`demo`]: the service against the embedded simulator.
 //! - [`runtime`]: the tokio runtime, tuned for fan-out.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod farm;
+pub mod front_door;
 pub mod grpc;
 pub mod health;
 pub mod health_check;

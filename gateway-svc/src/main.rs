@@ -28,8 +28,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Serve against the embedded simulator: no IBKR account needed. The first stdout line is a
-    /// JSON object with the bound addresses (keys grpc, ops, sim_api, sim_control).
+    /// Serve against the embedded simulator: no IBKR account needed, TWS front door on. The first
+    /// stdout line is a JSON object with the bound addresses (keys grpc, ops, tws_api, sim_api,
+    /// sim_control).
     Demo {
         /// TOML config file (its upstream address is replaced by the simulator's).
         #[arg(long)]
@@ -40,6 +41,9 @@ enum Command {
         /// Ops HTTP listen address (overrides config).
         #[arg(long)]
         ops_listen: Option<SocketAddr>,
+        /// TWS front-door listen address (overrides config; the demo always serves it).
+        #[arg(long)]
+        tws_api_listen: Option<SocketAddr>,
         /// Simulated gateway API address.
         #[arg(long, default_value = "127.0.0.1:4002")]
         sim_listen: SocketAddr,
@@ -113,8 +117,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { .. } => serve(settings).await,
-            Command::Demo { grpc_listen, ops_listen, sim_listen, sim_control_listen, scenario, .. } => {
+            Command::Demo {
+                grpc_listen, ops_listen, tws_api_listen, sim_listen, sim_control_listen, scenario, ..
+            } => {
                 let mut settings = settings;
+                settings.tws_api.enabled = true;
+                if let Some(a) = tws_api_listen {
+                    settings.tws_api.listen = a.to_string();
+                }
                 if let Some(a) = grpc_listen {
                     settings.grpc.listen = a.to_string();
                 }
@@ -147,7 +157,14 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let signals = Signals::install();
     let shutdown = CancellationToken::new();
     let running = gateway_svc::start(settings, shutdown.clone()).await?;
-    println!("{}", serde_json::json!({ "grpc": running.grpc_addr.to_string(), "ops": running.ops_addr.to_string() }));
+    println!(
+        "{}",
+        serde_json::json!({
+            "grpc": running.grpc_addr.to_string(),
+            "ops": running.ops_addr.to_string(),
+            "tws_api": running.tws_api_addr.map(|a| a.to_string()),
+        })
+    );
     signals.wait().await;
     Ok(if running.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

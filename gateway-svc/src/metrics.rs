@@ -45,6 +45,10 @@ pub const RPC_SECONDS_BUCKETS: [f64; 16] =
 /// Data kinds, as metric labels.
 pub const KINDS: [&str; 4] = ["positions", "account_summary", "account_pnl", "position_pnl"];
 
+/// Why the TWS front door refused a connection or a request, as metric labels.
+pub const FRONT_DOOR_REFUSALS: [&str; 6] =
+    ["client_id_in_use", "malformed", "max_clients", "read_only", "unsupported", "version"];
+
 /// Notice classes, as metric labels.
 pub const NOTICE_CLASSES: [&str; 3] = ["link", "farm", "other"];
 
@@ -198,6 +202,12 @@ impl Metrics {
         counter("ibgw_grpc_streams_opened_total", "gRPC server streams started, by method");
         counter("ibgw_grpc_streams_closed_total", "gRPC server streams ended, by method and status code");
         gauge("ibgw_grpc_streams_open", "gRPC server streams open now, by method");
+        gauge("ibgw_front_door_clients", "TWS API clients connected to the front door now");
+        counter("ibgw_front_door_requests_total", "Requests from TWS front-door clients, by request");
+        counter(
+            "ibgw_front_door_refused_total",
+            "TWS front-door connections and requests refused, by reason (read_only: an order-class request)",
+        );
         metrics::with_local_recorder(&self.recorder, || self.process.describe());
     }
 
@@ -217,6 +227,10 @@ impl Metrics {
             self.counter("ibgw_upstream_updates_total", &[("kind", kind)]).absolute(0);
             self.counter("ibgw_upstream_lag_total", &[("kind", kind)]).absolute(0);
             self.counter("ibgw_stream_resyncs_total", &[("kind", kind)]).absolute(0);
+        }
+        self.gauge("ibgw_front_door_clients", &[]).set(0.0);
+        for reason in FRONT_DOOR_REFUSALS {
+            self.counter("ibgw_front_door_refused_total", &[("reason", reason)]).absolute(0);
         }
         for class in NOTICE_CLASSES {
             self.counter("ibgw_upstream_notices_total", &[("class", class)]).absolute(0);
@@ -312,6 +326,29 @@ impl Metrics {
             ];
             let gauge = self.recorder.register_gauge(&Key::from_parts("ibgw_farm_state", labels), &METADATA);
             gauge.set(if Some(status) == current { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// TWS front-door clients connected now.
+    pub fn front_door_clients(&self, n: usize) {
+        self.gauge("ibgw_front_door_clients", &[]).set(n as f64);
+    }
+
+    /// A TWS front-door connection or request refused, by one of [`FRONT_DOOR_REFUSALS`].
+    pub fn front_door_refused(&self, reason: &'static str) {
+        self.counter("ibgw_front_door_refused_total", &[("reason", reason)]).increment(1);
+    }
+
+    /// A request from a TWS front-door client; order-class and unsupported ones also count as
+    /// refused.
+    pub fn front_door_request(&self, req: &tws_wire::Request) {
+        let labels = vec![Label::new("request", req.name())];
+        let key = Key::from_parts("ibgw_front_door_requests_total", labels);
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+        match req {
+            tws_wire::Request::OrderClass { .. } => self.front_door_refused("read_only"),
+            tws_wire::Request::Unsupported { .. } => self.front_door_refused("unsupported"),
+            _ => {}
         }
     }
 

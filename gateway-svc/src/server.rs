@@ -14,6 +14,7 @@ use tower::Layer;
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, Settings};
+use crate::front_door::FrontDoor;
 use crate::grpc::Gateway;
 use crate::grpc::metered::MetricsLayer;
 use crate::health_check::HealthCheck;
@@ -50,6 +51,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// Bound ops address.
     pub ops_addr: SocketAddr,
+    /// Bound TWS front-door address, when enabled.
+    pub tws_api_addr: Option<SocketAddr>,
     /// Shared state (for embedding and tests).
     pub state: Arc<State>,
     shutdown: CancellationToken,
@@ -78,6 +81,13 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     }
     let (grpc_listener, grpc_addr) = bind(listen.grpc).await?;
     let (ops_listener, ops_addr) = bind(listen.ops).await?;
+    let tws_api = match listen.tws_api {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    if let Some((_, addr)) = tws_api.as_ref().filter(|(_, a)| !a.ip().is_loopback()) {
+        warn!(%addr, "TWS front door on a non-loopback address: the TWS protocol has no authentication");
+    }
     let state = State::new(&settings.upstream.address, settings.upstream.client_id);
     let tracker = TaskTracker::new();
 
@@ -141,11 +151,18 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             warn!(error = %e, "ops server stopped with an error");
         }
     });
+    let tws_api_addr = tws_api.as_ref().map(|(_, a)| *a);
+    if let Some((listener, _)) = tws_api {
+        let door = FrontDoor::new(Arc::clone(&state), shutdown.clone(), settings.tws_api.max_clients);
+        // Connections live on the same tracker, so stopping waits for each to close cleanly.
+        tracker.spawn(door.serve(listener, tracker.clone()));
+    }
     tracker.close();
-    info!(grpc = %grpc_addr, ops = %ops_addr, upstream = %settings.upstream.address, "gateway-svc serving");
+    info!(grpc = %grpc_addr, ops = %ops_addr, tws_api = ?tws_api_addr, upstream = %settings.upstream.address, "gateway-svc serving");
     Ok(Running {
         grpc_addr,
         ops_addr,
+        tws_api_addr,
         state,
         shutdown,
         tracker,

@@ -84,11 +84,7 @@ impl TagSelection {
 
     /// Whether an account value (`is_ledger` false) or a ledger row is selected.
     pub fn wants(&self, tag: &str, currency: &str, is_ledger: bool) -> bool {
-        if is_ledger {
-            self.ledger.iter().any(|l| l.wants(currency))
-        } else {
-            self.tags.iter().any(|t| t == tag)
-        }
+        if is_ledger { self.ledger.iter().any(|l| l.wants(currency)) } else { self.tags.iter().any(|t| t == tag) }
     }
 }
 

@@ -26,6 +26,9 @@ pub const READ_ONLY_CODE: i32 = 321;
 pub const CLIENT_ID_IN_USE_CODE: i32 = 326;
 /// Error 320: a request that could not be read (the gateway then resets the connection).
 pub const UNREADABLE_CODE: i32 = 320;
+/// Error 322 for a request the server cannot process. Clients treat it as an error of that
+/// request (ib_async counts 321 as a warning and would wait forever).
+pub const UNSUPPORTED_CODE: i32 = 322;
 /// Error 321 for a request that fails validation.
 pub const INVALID_CODE: i32 = 321;
 

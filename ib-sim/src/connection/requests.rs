@@ -53,8 +53,8 @@ impl Connection {
                 self.send_error(id, notice::READ_ONLY_CODE, notice::read_only(&Request::api_name(msg_id)));
             }
             Request::Unsupported { msg_id, id } => {
-                let msg = format!("Error validating request: {} is not supported", Request::api_name(msg_id));
-                self.send_error(id, notice::INVALID_CODE, msg);
+                let msg = format!("Error processing request: {} is not supported", Request::api_name(msg_id));
+                self.send_error(id, notice::UNSUPPORTED_CODE, msg);
             }
         }
     }

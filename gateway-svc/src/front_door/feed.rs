@@ -1,0 +1,80 @@
+//! What one front-door client has been told of one data kind, and the differences since.
+//!
+//! The hub's change feed is only a doorbell here: after it rings (or lags), the connection
+//! compares the hub's current snapshot with the snapshot it last told its client about, and
+//! sends the difference. A burst of changes therefore costs one comparison, a lagging client
+//! converges without guessing what it missed, and a client never sees an older row after a
+//! newer one.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::hub::{Change, Hub, Snapshot};
+use crate::model::Row;
+
+/// Rows that changed or appeared, and rows that went away.
+#[derive(Debug)]
+pub(super) struct Diff<T> {
+    pub(super) upserts: Vec<T>,
+    pub(super) removals: Vec<T>,
+}
+
+/// One data kind, as told to one client.
+#[derive(Debug)]
+pub(super) struct Feed<T: Row> {
+    rx: broadcast::Receiver<Arc<Change<T>>>,
+    told: Arc<Snapshot<T>>,
+}
+
+impl<T: Row> Feed<T> {
+    /// Starts following `hub`; the client is taken to know its current state.
+    pub(super) fn open(hub: &Hub<T>) -> Self {
+        let (told, rx) = hub.subscribe();
+        Self { rx, told }
+    }
+
+    /// What the client was last told.
+    pub(super) fn told(&self) -> &Snapshot<T> {
+        &self.told
+    }
+
+    /// Resolves once the hub has changed since the last call (cancellation safe: a change
+    /// received before another branch wins is not lost, since [`Feed::catch_up`] reads the hub
+    /// itself).
+    pub(super) async fn rung(&mut self) {
+        loop {
+            match self.rx.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    // Everything queued is covered by one comparison.
+                    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.rx.try_recv() {}
+                    return;
+                }
+                // The hub lives as long as the service; a closed feed never rings again.
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Moves the client's view to the hub's current state and returns the difference.
+    pub(super) fn catch_up(&mut self, hub: &Hub<T>) -> Diff<T> {
+        let now = hub.snapshot();
+        let diff = if Arc::ptr_eq(&now, &self.told) {
+            Diff { upserts: Vec::new(), removals: Vec::new() }
+        } else {
+            let upserts = now.rows.iter().filter(|(k, r)| self.told.rows.get(*k) != Some(*r)).map(|(_, r)| r.clone());
+            let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
+            Diff { upserts: upserts.collect(), removals: removals.collect() }
+        };
+        self.told = now;
+        diff
+    }
+}
+
+/// Waits for `feed` to ring; never resolves when there is no feed (for `select!`).
+pub(super) async fn rung<T: Row>(feed: &mut Option<Feed<T>>) {
+    match feed {
+        Some(f) => f.rung().await,
+        None => std::future::pending().await,
+    }
+}

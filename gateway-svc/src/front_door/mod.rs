@@ -1,0 +1,119 @@
+//! The TWS-protocol front door: a port that speaks the gateway side of the TWS API, so that
+//! unmodified IB API programs (ib_async, IB's own clients, Rust `ibapi`) share the one upstream
+//! session by changing only the host and port they connect to.
+//!
+//! Everything a client reads comes from the shared [`State`]: no client request ever reaches
+//! upstream, so any number of clients cost exactly one gateway socket. Read-only by
+//! construction: orders, cancels, exercises and global cancels are answered with the error a
+//! read-only gateway sends (321, for that order id) and go nowhere. Client ids are virtual:
+//! unique among front-door clients (a duplicate gets 326 and a close, as from a gateway) and
+//! unrelated to the id the service uses upstream.
+//!
+//! - [`conn`]: one client connection (handshake, start-up messages, link notices, close).
+//! - [`requests`]: what each request is answered with, and what is pushed afterwards.
+//! - [`feed`]: what a client has been told of each data kind; [`rows`]: rows as messages.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::state::State;
+
+mod conn;
+mod feed;
+mod requests;
+mod rows;
+
+/// Shared by every front-door connection.
+#[derive(Debug)]
+pub struct FrontDoor {
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    /// Client ids of started connections.
+    client_ids: Mutex<HashSet<i32>>,
+    /// Connections accepted and not yet closed.
+    open: AtomicUsize,
+    max_clients: usize,
+    /// Order ids handed out by `nextValidId`: increasing across all clients, as a gateway's are.
+    /// No order is ever placed with them.
+    next_order_id: AtomicI32,
+}
+
+impl FrontDoor {
+    /// A front door over `state`, admitting at most `max_clients` connections.
+    pub fn new(state: Arc<State>, shutdown: CancellationToken, max_clients: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            shutdown,
+            client_ids: Mutex::default(),
+            open: AtomicUsize::new(0),
+            max_clients,
+            next_order_id: AtomicI32::new(1),
+        })
+    }
+
+    /// Connections open now.
+    pub fn clients(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn next_order_id(&self) -> i32 {
+        self.next_order_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Claims `client_id` for a started connection; false when another holds it.
+    fn claim(&self, client_id: i32) -> bool {
+        self.client_ids.lock().map(|mut ids| ids.insert(client_id)).unwrap_or(false)
+    }
+
+    fn release(&self, client_id: i32) {
+        if let Ok(mut ids) = self.client_ids.lock() {
+            ids.remove(&client_id);
+        }
+    }
+
+    /// Accepts connections until shutdown. Each connection is its own task on `tracker`, which
+    /// the service waits for at shutdown: every client sees its connection closed cleanly.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, tracker: TaskTracker) {
+        let mut next_conn: u64 = 0;
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                () = self.shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: the listener itself is fine; back off a
+                    // moment instead of spinning.
+                    warn!(error = %e, "TWS front door: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            next_conn += 1;
+            if self.open.load(Ordering::Relaxed) >= self.max_clients {
+                // A gateway at its limit accepts and closes at once; so do we.
+                warn!(%peer, max_clients = self.max_clients, "TWS front door full; closing the new connection");
+                self.state.metrics.front_door_refused("max_clients");
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            self.open.fetch_add(1, Ordering::Relaxed);
+            self.state.metrics.front_door_clients(self.clients());
+            let door = Arc::clone(&self);
+            tracker.spawn(async move {
+                conn::serve(Arc::clone(&door), stream, peer, next_conn).await;
+                door.open.fetch_sub(1, Ordering::Relaxed);
+                door.state.metrics.front_door_clients(door.clients());
+            });
+        }
+        debug!("TWS front door stopped accepting");
+    }
+}

@@ -1,0 +1,357 @@
+//! What a front-door client's requests are answered with, all from the shared state, and what
+//! is pushed to its subscriptions when that state changes.
+
+use std::collections::BTreeMap;
+
+use tracing::{debug, info};
+use tws_wire::account_summary::{TagSelection, looks_like_ledger};
+use tws_wire::{Reply, Request, notice};
+
+use super::conn::Connection;
+use super::feed::Feed;
+use super::rows;
+use crate::model::{PositionRow, SummaryRow};
+
+/// At most two account-summary subscriptions per client, as a gateway enforces.
+const MAX_SUMMARIES: usize = 2;
+
+/// One `reqAccountSummary`: its tags, and the one account it asks for (`None`: group `All`).
+#[derive(Debug)]
+pub(super) struct SummarySub {
+    tags: TagSelection,
+    account: Option<String>,
+}
+
+impl SummarySub {
+    fn wants(&self, r: &SummaryRow) -> bool {
+        self.account.as_ref().is_none_or(|a| *a == r.account)
+            && self.tags.wants(&r.tag, &r.currency, looks_like_ledger(&r.tag, &r.currency))
+    }
+}
+
+/// What one client is subscribed to.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    positions: bool,
+    summaries: BTreeMap<i32, SummarySub>,
+    /// `reqAccountUpdates`: one account at a time.
+    account_updates: Option<String>,
+    /// `reqAccountUpdatesMulti`: reqId → account (`None`: all).
+    multi: BTreeMap<i32, Option<String>>,
+    /// `reqPnL`: reqId → account.
+    pnl: BTreeMap<i32, String>,
+    /// `reqPnLSingle`: reqId → (account, conId).
+    pnl_single: BTreeMap<i32, (String, i64)>,
+}
+
+impl Connection {
+    pub(super) fn on_request(&mut self, req: Request) {
+        let name = req.name();
+        debug!(conn = self.conn, request = %name, "TWS request");
+        self.door.state.metrics.front_door_request(&req);
+        match req {
+            Request::StartApi { .. } => {
+                let (code, text) = notice::ALREADY_STARTED;
+                self.send(&Reply::error(-1, code, text));
+            }
+            Request::ManagedAccounts => {
+                let list = self.accounts().join(",");
+                self.send(&Reply::ManagedAccounts(list));
+            }
+            Request::Ids => {
+                let id = self.door.next_order_id();
+                self.send(&Reply::NextValidId(id));
+            }
+            Request::CurrentTime => self.send(&Reply::CurrentTime(jiff::Timestamp::now().as_second())),
+            Request::CurrentTimeMillis => self.send(&Reply::CurrentTimeMillis(jiff::Timestamp::now().as_millisecond())),
+            Request::Positions => self.positions(),
+            Request::CancelPositions => self.subs.positions = false,
+            Request::AccountSummary { req_id, group, tags } => self.account_summary(req_id, &group, &tags),
+            Request::CancelAccountSummary { req_id } => {
+                self.subs.summaries.remove(&req_id);
+            }
+            Request::AccountUpdates { subscribe, account } => self.account_updates(subscribe, account),
+            Request::AccountUpdatesMulti { req_id, account } => self.account_updates_multi(req_id, account),
+            Request::CancelAccountUpdatesMulti { req_id } => {
+                self.subs.multi.remove(&req_id);
+            }
+            Request::Pnl { req_id, account } => self.pnl(req_id, account),
+            Request::CancelPnl { req_id } => {
+                if self.subs.pnl.remove(&req_id).is_none() {
+                    let (code, text) = notice::PNL_NOT_SUBSCRIBED;
+                    self.send(&Reply::error(req_id, code, text));
+                }
+            }
+            Request::PnlSingle { req_id, account, con_id } => self.pnl_single(req_id, account, i64::from(con_id)),
+            Request::CancelPnlSingle { req_id } => {
+                if self.subs.pnl_single.remove(&req_id).is_none() {
+                    let (code, text) = notice::PNL_SINGLE_NOT_SUBSCRIBED;
+                    self.send(&Reply::error(req_id, code, text));
+                }
+            }
+            // The service places no orders, so there are none to report; the end markers are what
+            // ib_async and others wait for at connect.
+            Request::OpenOrders => self.send(&Reply::OpenOrderEnd),
+            Request::AutoOpenOrders => {}
+            Request::CompletedOrders => self.send(&Reply::CompletedOrdersEnd),
+            Request::Executions { req_id } => self.send(&Reply::ExecutionDataEnd { req_id }),
+            Request::OrderClass { msg_id, id } => {
+                let api = Request::api_name(msg_id);
+                info!(conn = self.conn, request = %api, id, "refused an order-class request: the front door is read-only");
+                self.send(&Reply::error(id, notice::READ_ONLY_CODE, notice::read_only(&api)));
+            }
+            Request::Unsupported { msg_id, id } => {
+                let api = Request::api_name(msg_id);
+                debug!(conn = self.conn, request = %api, id, "refused an unsupported request");
+                let text = format!(
+                    "Error processing request: {api} is not served by ibgw's TWS front door, which shares account \
+                     data only (positions, account summary, account updates, PnL); ask the gateway directly"
+                );
+                self.send(&Reply::error(id, notice::UNSUPPORTED_CODE, text));
+            }
+        }
+    }
+
+    fn is_account(&self, account: &str) -> bool {
+        self.door.state.accounts.snapshot().rows.contains_key(account)
+    }
+
+    fn unknown_account(&mut self, id: i32, account: &str) {
+        self.send(&Reply::error(id, notice::INVALID_CODE, notice::unknown_account(account)));
+    }
+
+    fn positions(&mut self) {
+        self.catch_up_positions();
+        self.subs.positions = true;
+        let feed = self.feeds.positions.get_or_insert_with(|| Feed::open(&self.door.state.positions));
+        let all: Vec<Reply> = feed.told().rows.values().map(|p| rows::position(p, false)).collect();
+        for r in &all {
+            self.send(r);
+        }
+        self.send(&Reply::PositionEnd);
+    }
+
+    fn account_summary(&mut self, req_id: i32, group: &str, tags: &[String]) {
+        if self.subs.summaries.len() >= MAX_SUMMARIES && !self.subs.summaries.contains_key(&req_id) {
+            let (code, text) = notice::TOO_MANY_SUMMARIES;
+            self.send(&Reply::error(req_id, code, text));
+            return;
+        }
+        let account = match group {
+            "" | "All" => None,
+            a if self.is_account(a) => Some(a.to_owned()),
+            other => {
+                let text = format!("Error validating request: unknown account group {other}");
+                self.send(&Reply::error(req_id, notice::INVALID_CODE, text));
+                return;
+            }
+        };
+        self.catch_up_summary();
+        let sub = SummarySub { tags: TagSelection::parse(tags), account };
+        let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
+        let all: Vec<Reply> =
+            feed.told().rows.values().filter(|r| sub.wants(r)).map(|r| rows::summary(req_id, r)).collect();
+        self.subs.summaries.insert(req_id, sub);
+        for r in &all {
+            self.send(r);
+        }
+        self.send(&Reply::AccountSummaryEnd { req_id });
+    }
+
+    /// `reqAccountUpdates`: the account's values, its portfolio, the time and the end marker;
+    /// then changes.
+    fn account_updates(&mut self, subscribe: bool, account: String) {
+        if !subscribe {
+            self.subs.account_updates = None;
+            return;
+        }
+        // An empty code means the default account: the first managed one (what ib_async sends
+        // at connect when there are several).
+        let account = if account.is_empty() { self.accounts().into_iter().next().unwrap_or_default() } else { account };
+        if !self.is_account(&account) {
+            self.unknown_account(-1, &account);
+            return;
+        }
+        self.catch_up_all();
+        let state = &self.door.state;
+        let summary = self.feeds.summary.get_or_insert_with(|| Feed::open(&state.summary));
+        let mut out: Vec<Reply> =
+            summary.told().rows.values().filter(|r| r.account == account).map(rows::account_value).collect();
+        let positions = self.feeds.positions.get_or_insert_with(|| Feed::open(&state.positions));
+        let pnl = self.feeds.position_pnl.get_or_insert_with(|| Feed::open(&state.position_pnl));
+        for p in positions.told().rows.values().filter(|p| p.account == account) {
+            out.push(rows::portfolio(p, pnl.told().rows.get(&(p.account.clone(), p.con_id)), false));
+        }
+        out.push(Reply::AccountUpdateTime(jiff::Zoned::now().strftime("%H:%M").to_string()));
+        out.push(Reply::AccountDownloadEnd(account.clone()));
+        for r in &out {
+            self.send(r);
+        }
+        self.subs.account_updates = Some(account);
+    }
+
+    fn account_updates_multi(&mut self, req_id: i32, account: String) {
+        let account = match account.as_str() {
+            "" | "All" => None,
+            a if self.is_account(a) => Some(account),
+            _ => {
+                self.unknown_account(req_id, &account);
+                return;
+            }
+        };
+        self.catch_up_summary();
+        let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
+        let all: Vec<Reply> = feed
+            .told()
+            .rows
+            .values()
+            .filter(|r| account.as_ref().is_none_or(|a| *a == r.account))
+            .map(|r| rows::account_value_multi(req_id, r))
+            .collect();
+        for r in &all {
+            self.send(r);
+        }
+        self.send(&Reply::AccountUpdateMultiEnd { req_id });
+        self.subs.multi.insert(req_id, account);
+    }
+
+    fn pnl(&mut self, req_id: i32, account: String) {
+        if !self.is_account(&account) {
+            self.unknown_account(req_id, &account);
+            return;
+        }
+        self.catch_up_account_pnl();
+        let feed = self.feeds.account_pnl.get_or_insert_with(|| Feed::open(&self.door.state.account_pnl));
+        // No row yet (the service subscribes PnL once the session is ready): the first value
+        // goes out when it arrives, as from a gateway.
+        let first = feed.told().rows.get(&account).map(|r| rows::account_pnl(req_id, r));
+        if let Some(r) = first {
+            self.send(&r);
+        }
+        self.subs.pnl.insert(req_id, account);
+    }
+
+    fn pnl_single(&mut self, req_id: i32, account: String, con_id: i64) {
+        if !self.is_account(&account) {
+            self.unknown_account(req_id, &account);
+            return;
+        }
+        self.catch_up_position_pnl();
+        let feed = self.feeds.position_pnl.get_or_insert_with(|| Feed::open(&self.door.state.position_pnl));
+        let first = feed.told().rows.get(&(account.clone(), con_id)).map(|r| rows::position_pnl(req_id, r));
+        if let Some(r) = first {
+            self.send(&r);
+        }
+        self.subs.pnl_single.insert(req_id, (account, con_id));
+    }
+
+    /// Every followed kind brought up to date (after the link returns, and before a new
+    /// subscription that shares a kind with an older one).
+    pub(super) fn catch_up_all(&mut self) {
+        self.catch_up_positions();
+        self.catch_up_summary();
+        self.catch_up_account_pnl();
+        self.catch_up_position_pnl();
+    }
+
+    /// While the link is down nothing is pushed: the client was told (1100), and what changes
+    /// goes out after 1102.
+    pub(super) fn catch_up_positions(&mut self) {
+        if !self.link_up {
+            return;
+        }
+        let Some(feed) = self.feeds.positions.as_mut() else { return };
+        let diff = feed.catch_up(&self.door.state.positions);
+        let updates_for = self.subs.account_updates.clone();
+        for (list, closed) in [(&diff.upserts, false), (&diff.removals, true)] {
+            for p in list {
+                if self.subs.positions {
+                    self.send(&rows::position(p, closed));
+                }
+                if updates_for.as_deref() == Some(p.account.as_str()) {
+                    let portfolio = self.portfolio(p, closed);
+                    self.send(&portfolio);
+                }
+            }
+        }
+    }
+
+    fn portfolio(&self, p: &PositionRow, closed: bool) -> Reply {
+        let pnl = self.feeds.position_pnl.as_ref().and_then(|f| f.told().rows.get(&(p.account.clone(), p.con_id)));
+        rows::portfolio(p, pnl, closed)
+    }
+
+    pub(super) fn catch_up_summary(&mut self) {
+        if !self.link_up {
+            return;
+        }
+        let Some(feed) = self.feeds.summary.as_mut() else { return };
+        // Values that disappear are forgotten without a message, as a gateway does.
+        let diff = feed.catch_up(&self.door.state.summary);
+        let mut out = Vec::new();
+        for r in &diff.upserts {
+            for (req_id, sub) in &self.subs.summaries {
+                if sub.wants(r) {
+                    out.push(rows::summary(*req_id, r));
+                }
+            }
+            if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
+                out.push(rows::account_value(r));
+            }
+            for (req_id, account) in &self.subs.multi {
+                if account.as_ref().is_none_or(|a| *a == r.account) {
+                    out.push(rows::account_value_multi(*req_id, r));
+                }
+            }
+        }
+        for r in &out {
+            self.send(r);
+        }
+    }
+
+    pub(super) fn catch_up_account_pnl(&mut self) {
+        if !self.link_up {
+            return;
+        }
+        let Some(feed) = self.feeds.account_pnl.as_mut() else { return };
+        let diff = feed.catch_up(&self.door.state.account_pnl);
+        let mut out = Vec::new();
+        for r in &diff.upserts {
+            for (req_id, account) in &self.subs.pnl {
+                if *account == r.account {
+                    out.push(rows::account_pnl(*req_id, r));
+                }
+            }
+        }
+        for r in &out {
+            self.send(r);
+        }
+    }
+
+    pub(super) fn catch_up_position_pnl(&mut self) {
+        if !self.link_up {
+            return;
+        }
+        let Some(feed) = self.feeds.position_pnl.as_mut() else { return };
+        let diff = feed.catch_up(&self.door.state.position_pnl);
+        let mut out = Vec::new();
+        for r in &diff.upserts {
+            for (req_id, (account, con_id)) in &self.subs.pnl_single {
+                if *account == r.account && *con_id == r.con_id {
+                    out.push(rows::position_pnl(*req_id, r));
+                }
+            }
+            // A new valuation changes the portfolio row.
+            if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
+                let held =
+                    self.feeds.positions.as_ref().and_then(|f| f.told().rows.get(&(r.account.clone(), r.con_id)));
+                if let Some(p) = held {
+                    out.push(rows::portfolio(p, Some(r), false));
+                }
+            }
+        }
+        for r in &out {
+            self.send(r);
+        }
+    }
+}
