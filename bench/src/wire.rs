@@ -1,5 +1,7 @@
 //! A raw TWS API client speaking the text codec (v100..178), for measuring ib-sim without any
-//! client library's cost in the way: frames are split and their fields read in place.
+//! client library's cost in the way: frames are split and the one field the hot path needs is
+//! read in place; a frame that may matter is decoded in full. Message ids, field orders and
+//! field positions all come from `tws-wire`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,21 +10,26 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tws_wire::ids::reply as id;
+use tws_wire::{Codec, Contract, PositionMsg, Reply, Request, frame, reply, text};
 
 use crate::{Error, Result};
 
-/// Incoming message ids of the text protocol used here.
-const POSITION: &str = "61";
-const POSITION_END: &str = "62";
-const ERROR: &str = "4";
-/// The last farm notice a simulator sends after START_API.
-const LAST_STARTUP_NOTICE: &str = "2158";
+/// The version range ib_async announces, and the version it negotiates with ib-sim.
+const RANGE: &str = "v100..178";
+const VERSION: u32 = 178;
+/// The last farm notice a simulator sends after START_API (the sec-def farm is OK).
+const LAST_STARTUP_NOTICE: i32 = 2158;
 
 /// A connected, started client.
 #[derive(Debug)]
 pub struct WireClient {
     stream: TcpStream,
     buf: BytesMut,
+    /// The negotiated server version: requests are encoded and replies decoded at it.
+    version: u32,
+    /// Where a `position` frame carries the quantity at that version.
+    quantity_at: usize,
 }
 
 impl WireClient {
@@ -32,20 +39,28 @@ impl WireClient {
         let deadline = Instant::now() + within;
         let stream = TcpStream::connect(addr).await.map_err(|e| Error::setup("raw TWS connect", e))?;
         stream.set_nodelay(true).map_err(|e| Error::setup("raw TWS nodelay", e))?;
-        let mut c = WireClient { stream, buf: BytesMut::with_capacity(64 * 1024) };
-        let range = "v100..178";
-        let mut hello = b"API\0".to_vec();
-        hello.extend_from_slice(&(range.len() as u32).to_be_bytes());
-        hello.extend_from_slice(range.as_bytes());
-        c.stream.write_all(&hello).await.map_err(|e| Error::functional("raw TWS hello", e))?;
-        let version = c.frame(deadline).await?;
-        if field(&version, 0) != Some("178") {
-            return Err(Error::Functional(format!("raw TWS: version reply {:?}, expected 178", field(&version, 0))));
+        let mut c = WireClient { stream, buf: BytesMut::with_capacity(64 * 1024), version: 0, quantity_at: 0 };
+        c.stream.write_all(&frame::client_hello(RANGE)).await.map_err(|e| Error::functional("raw TWS hello", e))?;
+        let hello = c.frame(deadline).await?;
+        match frame::parse_server_hello(&hello) {
+            Some((v, _)) if v == VERSION => {
+                c.version = v;
+                c.quantity_at = quantity_field(v)
+                    .ok_or_else(|| Error::Functional(format!("raw TWS: no quantity field in a v{v} position")))?;
+            }
+            other => {
+                return Err(Error::Functional(format!(
+                    "raw TWS: version reply {:?}, expected {VERSION}",
+                    other.map(|(v, _)| v)
+                )));
+            }
         }
-        c.send(&["71", "2", &client_id.to_string(), ""]).await?;
+        c.request(&Request::StartApi { client_id }).await?;
         loop {
             let f = c.frame(deadline).await?;
-            if field(&f, 0) == Some(ERROR) && field(&f, 3) == Some(LAST_STARTUP_NOTICE) {
+            if msg_id(&f) == Some(id::ERROR)
+                && let Reply::Error { code: LAST_STARTUP_NOTICE, .. } = c.decode(&f)?
+            {
                 return Ok(c);
             }
         }
@@ -54,13 +69,13 @@ impl WireClient {
     /// Sends reqPositions and reads the snapshot up to PositionEnd; returns how many rows it had.
     pub async fn subscribe_positions(&mut self, within: Duration) -> Result<usize> {
         let deadline = Instant::now() + within;
-        self.send(&["61", "1"]).await?;
+        self.request(&Request::Positions).await?;
         let mut rows = 0;
         loop {
             let f = self.frame(deadline).await?;
-            match field(&f, 0) {
-                Some(POSITION) => rows += 1,
-                Some(POSITION_END) => return Ok(rows),
+            match msg_id(&f) {
+                Some(id::POSITION) => rows += 1,
+                Some(id::POSITION_END) => return Ok(rows),
                 _ => {}
             }
         }
@@ -71,7 +86,7 @@ impl WireClient {
     pub async fn until_quantity(
         &mut self,
         account: &str,
-        con_id: &str,
+        con_id: i32,
         expected: f64,
         within: Duration,
     ) -> Result<(Instant, u64)> {
@@ -79,25 +94,31 @@ impl WireClient {
         let mut n = 0;
         loop {
             let f = self.frame(deadline).await.map_err(|e| Error::Functional(format!("after {n} positions: {e}")))?;
-            // Fields: 61, version, account, con_id, symbol, sec_type, expiry, strike, right,
-            // multiplier, exchange, currency, local_symbol, trading_class, quantity, avg_cost.
-            if field(&f, 0) == Some(POSITION) {
-                n += 1;
-                if field(&f, 2) == Some(account)
-                    && field(&f, 3) == Some(con_id)
-                    && field(&f, 14).and_then(|q| q.parse::<f64>().ok()) == Some(expected)
-                {
-                    return Ok((Instant::now(), n));
-                }
+            if msg_id(&f) != Some(id::POSITION) {
+                continue;
+            }
+            n += 1;
+            // Only a row showing the expected quantity is decoded, to see whose it is.
+            if text::field(&f, self.quantity_at).and_then(|q| q.parse::<f64>().ok()) != Some(expected) {
+                continue;
+            }
+            if let Reply::Position(p) = self.decode(&f)?
+                && p.account == account
+                && p.contract.con_id == con_id
+            {
+                return Ok((Instant::now(), n));
             }
         }
     }
 
-    async fn send(&mut self, fields: &[&str]) -> Result<()> {
-        let body: Vec<u8> = fields.iter().flat_map(|f| f.bytes().chain(std::iter::once(0))).collect();
-        let mut out = (body.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&body);
+    async fn request(&mut self, req: &Request) -> Result<()> {
+        let mut out = Vec::new();
+        frame::put_frame(&mut out, &req.encode_text(self.version));
         self.stream.write_all(&out).await.map_err(|e| Error::functional("raw TWS send", e))
+    }
+
+    fn decode(&self, body: &[u8]) -> Result<Reply> {
+        reply::decode_text(body, self.version).map_err(|e| Error::Functional(format!("raw TWS: {e}")))
     }
 
     /// The next frame's body (NUL-terminated fields).
@@ -126,9 +147,22 @@ impl WireClient {
     }
 }
 
-/// Field `i` of a text frame body, without copying; `None` past the end or when not UTF-8.
-fn field(body: &[u8], i: usize) -> Option<&str> {
-    body.split(|b| *b == 0).nth(i).and_then(|f| std::str::from_utf8(f).ok())
+/// A text frame's message id, read in place (every text frame starts with it).
+fn msg_id(body: &[u8]) -> Option<u32> {
+    text::field(body, 0)?.parse().ok()
+}
+
+/// The index of the quantity field in a text `position` frame at `version`: found by encoding
+/// a probe with `tws-wire`, which owns the field order, rather than by counting fields here.
+fn quantity_field(version: u32) -> Option<usize> {
+    const PROBE: &str = "quantity-probe";
+    let probe = Reply::Position(Box::new(PositionMsg {
+        account: String::new(),
+        contract: Contract::default(),
+        quantity: PROBE.into(),
+        avg_cost: 0.0,
+    }));
+    text::split(&tws_wire::encode_reply(&probe, Codec::Text, version)).iter().position(|f| f == PROBE)
 }
 
 #[cfg(test)]
@@ -136,11 +170,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_are_read_in_place() {
-        let body = b"61\x003\0DU1\x00265598\0";
-        assert_eq!(field(body, 0), Some("61"));
-        assert_eq!(field(body, 3), Some("265598"));
-        assert_eq!(field(body, 4), Some(""));
-        assert_eq!(field(body, 9), None);
+    fn the_hot_path_reads_what_tws_wire_encodes() {
+        let row = Reply::Position(Box::new(PositionMsg {
+            account: "DU1".into(),
+            contract: Contract {
+                con_id: 265598,
+                symbol: "AAPL".into(),
+                local_symbol: "AAPL".into(),
+                trading_class: "NMS".into(),
+                ..Contract::default()
+            },
+            quantity: "10100".into(),
+            avg_cost: 150.25,
+        }));
+        let body = tws_wire::encode_reply(&row, Codec::Text, VERSION);
+        assert_eq!(msg_id(&body), Some(id::POSITION));
+        let at = quantity_field(VERSION).expect("a position has a quantity");
+        assert_eq!(text::field(&body, at), Some("10100"));
+        assert_eq!(reply::decode_text(&body, VERSION), Ok(row));
     }
 }

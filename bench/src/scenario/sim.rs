@@ -146,7 +146,7 @@ async fn burst(control: &ControlClient, clients: Vec<WireClient>, count: u32) ->
     let mut tasks = JoinSet::new();
     for mut c in clients {
         tasks.spawn(async move {
-            let r = c.until_quantity(TARGET_ACCOUNT, &TARGET_CON_ID.to_string(), expected, within).await;
+            let r = c.until_quantity(TARGET_ACCOUNT, TARGET_CON_ID, expected, within).await;
             (c, r)
         });
     }

@@ -7,53 +7,67 @@ use std::time::Duration;
 
 use ib_sim::{AccountPnl, ControlClient, Fault, PositionPnl, PriceTick, PriceWalk, Scenario, ScheduledTick};
 
-use super::{SHORT, WITHIN, is_error, is_farm_notice};
-use crate::support::wire::{Read, WireClient};
+use tws_wire::{Reply, Request, notice};
+
+use super::{SHORT, WITHIN};
+use crate::support::wire::{Read, SECDEF_FARM_OK, WireClient, is_error, is_farm_notice};
 use crate::support::{eventually, patience, start_sim, start_sim_with};
 
 const ACCOUNT: &str = "DU1234567";
 const OTHER: &str = "DU7654321";
 const AAPL: i32 = 265598;
+const MSFT: i32 = 272093;
 
 /// The built-in scenario with a short PnL interval, so updates after a change come quickly.
 fn quick_pnl() -> Scenario {
     Scenario { pnl_interval_ms: 50, ..Scenario::default() }
 }
 
-fn num(s: &str) -> f64 {
-    s.parse().unwrap_or_else(|_| panic!("{s:?} is not a number"))
-}
-
-/// A text `pnl` frame at v178: 94, reqId, daily, unrealized, realized.
-fn account_pnl(f: &[String]) -> AccountPnl {
-    assert_eq!(f.len(), 5, "{f:?}");
-    AccountPnl { daily: num(&f[2]), unrealized: num(&f[3]), realized: num(&f[4]) }
-}
-
-/// A text `pnlSingle` frame at v178: 95, reqId, position, daily, unrealized, realized, value.
-fn position_pnl(f: &[String]) -> PositionPnl {
-    assert_eq!(f.len(), 7, "ib_async unpacks exactly these fields: {f:?}");
-    PositionPnl {
-        position: f[2].clone(),
-        daily: num(&f[3]),
-        unrealized: num(&f[4]),
-        realized: num(&f[5]),
-        value: num(&f[6]),
+/// A `pnl` reply's values (the client checked it carries exactly the fields ib_async unpacks).
+fn account_pnl(r: &Reply) -> AccountPnl {
+    match r {
+        Reply::Pnl { daily, unrealized, realized, .. } => {
+            AccountPnl { daily: *daily, unrealized: *unrealized, realized: *realized }
+        }
+        other => panic!("expected pnl, got {other:?}"),
     }
 }
 
-fn is_pnl(req_id: &str) -> impl Fn(&[String]) -> bool + '_ {
-    move |f: &[String]| (f[0] == "94" || f[0] == "95") && f[1] == req_id
+/// A `pnlSingle` reply's values (the client checked it carries exactly the fields ib_async
+/// unpacks).
+fn position_pnl(r: &Reply) -> PositionPnl {
+    match r {
+        Reply::PnlSingle { position, daily, unrealized, realized, value, .. } => PositionPnl {
+            position: position.clone(),
+            daily: *daily,
+            unrealized: *unrealized,
+            realized: *realized,
+            value: *value,
+        },
+        other => panic!("expected pnlSingle, got {other:?}"),
+    }
 }
 
-/// Reads PnL frames until each of `ids` has sent one; returns the last frame of each, in the
+/// The request id of a `pnl` or `pnlSingle` reply.
+fn pnl_id(r: &Reply) -> Option<i32> {
+    match r {
+        Reply::Pnl { req_id, .. } | Reply::PnlSingle { req_id, .. } => Some(*req_id),
+        _ => None,
+    }
+}
+
+fn is_pnl(req_id: i32) -> impl Fn(&Reply) -> bool {
+    move |r| pnl_id(r) == Some(req_id)
+}
+
+/// Reads PnL replies until each of `ids` has sent one; returns the last reply of each, in the
 /// order of `ids`.
-async fn read_pnls(c: &mut WireClient, ids: &[&str]) -> Vec<Vec<String>> {
-    let mut got: Vec<Option<Vec<String>>> = vec![None; ids.len()];
+async fn read_pnls(c: &mut WireClient, ids: &[i32]) -> Vec<Reply> {
+    let mut got: Vec<Option<Reply>> = vec![None; ids.len()];
     while got.iter().any(Option::is_none) {
-        let f = c.read_until(WITHIN, |f| f[0] == "94" || f[0] == "95").await;
-        if let Some(i) = ids.iter().position(|id| f[1] == *id) {
-            got[i] = Some(f);
+        let r = c.read_until(WITHIN, |r| pnl_id(r).is_some()).await;
+        if let Some(i) = ids.iter().position(|id| pnl_id(&r) == Some(*id)) {
+            got[i] = Some(r);
         }
     }
     got.into_iter().flatten().collect()
@@ -62,18 +76,18 @@ async fn read_pnls(c: &mut WireClient, ids: &[&str]) -> Vec<Vec<String>> {
 /// reqPnL as `5` and reqPnLSingle for AAPL as `6`, both for [`ACCOUNT`]; checks the first
 /// answers against the simulator's truth.
 async fn subscribe_both(sim: &ib_sim::Sim, c: &mut WireClient) {
-    c.send(&["92", "5", ACCOUNT, ""]).await;
-    let first = account_pnl(&c.read_until(WITHIN, is_pnl("5")).await);
+    c.request(&Request::Pnl { req_id: 5, account: ACCOUNT.into() }).await;
+    let first = account_pnl(&c.read_until(WITHIN, is_pnl(5)).await);
     assert_eq!(Some(first), sim.pnl(ACCOUNT));
-    c.send(&["94", "6", ACCOUNT, "", &AAPL.to_string()]).await;
-    let first = position_pnl(&c.read_until(WITHIN, is_pnl("6")).await);
+    c.request(&Request::PnlSingle { req_id: 6, account: ACCOUNT.into(), con_id: AAPL }).await;
+    let first = position_pnl(&c.read_until(WITHIN, is_pnl(6)).await);
     assert_eq!(Some(first), sim.position_pnl(ACCOUNT, AAPL));
 }
 
 /// reqAccountUpdates for `account`, read to its end marker.
 async fn account_updates(c: &mut WireClient, account: &str) {
-    c.send(&["6", "2", "1", account]).await;
-    c.read_until(WITHIN, |f| f[0] == "54" && f[2] == account).await;
+    c.request(&Request::AccountUpdates { subscribe: true, account: account.into() }).await;
+    c.read_until(WITHIN, |r| matches!(r, Reply::AccountDownloadEnd(a) if a == account)).await;
 }
 
 #[tokio::test]
@@ -95,19 +109,16 @@ async fn a_price_tick_moves_portfolio_rows_and_both_pnls_to_the_simulators_truth
     // Everything the tick changes arrives, in whatever order the batches make.
     let (mut portfolio, mut net_liq, mut got_single, mut got_account) = (None, None, None, None);
     while portfolio.is_none() || net_liq.is_none() || got_single.is_none() || got_account.is_none() {
-        let f = c.read_until(WITHIN, |_| true).await;
-        match f[0].as_str() {
-            "7" if f[2] == AAPL.to_string() => portfolio = Some(f),
-            "6" if f[2] == "NetLiquidation" => net_liq = Some(f[3].clone()),
-            "95" => got_single = Some(position_pnl(&f)),
-            "94" => got_account = Some(account_pnl(&f)),
+        match c.read_until(WITHIN, |_| true).await {
+            Reply::Portfolio(p) if p.contract.con_id == AAPL => portfolio = Some(p),
+            Reply::AccountValue { key, value, .. } if key == "NetLiquidation" => net_liq = Some(value),
+            r @ Reply::PnlSingle { .. } => got_single = Some(position_pnl(&r)),
+            r @ Reply::Pnl { .. } => got_account = Some(account_pnl(&r)),
             _ => {}
         }
     }
     let row = portfolio.unwrap();
-    // updatePortfolio at v178: …, position 13, marketPrice 14, marketValue 15, averageCost 16,
-    // unrealizedPNL 17, realizedPNL 18, account 19.
-    assert_eq!((num(&row[14]), num(&row[15]), num(&row[17])), (191.25, 19125.0, single.unrealized));
+    assert_eq!((row.market_price, row.market_value, row.unrealized), (191.25, 19125.0, single.unrealized));
     assert_eq!(net_liq.as_deref(), Some("125605.55"), "NetLiquidation moved by 100 × $1.75");
     assert_eq!(got_single, Some(single), "pnlSingle carries exactly Sim::position_pnl");
     assert_eq!(got_account, Some(account), "pnl carries exactly Sim::pnl");
@@ -126,8 +137,8 @@ async fn pnl_updates_wait_out_the_minimum_interval() {
     sim.set_prices(&[PriceTick { con_id: AAPL, price: 200.0 }]).unwrap();
     assert_eq!(c.read(SHORT).await, Read::Silent, "no second update within pnl_interval_ms");
     // A new subscription answers at once with the new values; its own interval starts there.
-    c.send(&["94", "7", ACCOUNT, "", &AAPL.to_string()]).await;
-    let now = position_pnl(&c.read_until(WITHIN, is_pnl("7")).await);
+    c.request(&Request::PnlSingle { req_id: 7, account: ACCOUNT.into(), con_id: AAPL }).await;
+    let now = position_pnl(&c.read_until(WITHIN, is_pnl(7)).await);
     assert_eq!(Some(now), sim.position_pnl(ACCOUNT, AAPL));
     assert_eq!(c.read(SHORT).await, Read::Silent);
     sim.shutdown().await;
@@ -143,7 +154,7 @@ async fn closed_and_unheld_positions_stream_zeros_and_bad_requests_are_refused()
     let mut aapl = sim.positions().into_iter().find(|p| p.account == ACCOUNT && p.con_id == AAPL).unwrap();
     aapl.quantity = "0".into();
     sim.upsert_positions(vec![aapl.clone()]).unwrap();
-    let frames = read_pnls(&mut c, &["5", "6"]).await;
+    let frames = read_pnls(&mut c, &[5, 6]).await;
     assert_eq!(position_pnl(&frames[1]), PositionPnl::flat());
     assert_eq!(sim.position_pnl(ACCOUNT, AAPL), Some(PositionPnl::flat()));
     assert_eq!(Some(account_pnl(&frames[0])), sim.pnl(ACCOUNT), "the account's unrealized PnL lost the position");
@@ -154,24 +165,28 @@ async fn closed_and_unheld_positions_stream_zeros_and_bad_requests_are_refused()
     aapl.quantity = "7".into();
     aapl.market_price = 180.0;
     sim.upsert_positions(vec![aapl]).unwrap();
-    let frames = read_pnls(&mut c, &["5", "6"]).await;
+    let frames = read_pnls(&mut c, &[5, 6]).await;
     let open = position_pnl(&frames[1]);
     assert_eq!((open.position.as_str(), open.daily, open.value), ("7", 0.0, 1260.0));
     assert_eq!(Some(account_pnl(&frames[0])), sim.pnl(ACCOUNT));
 
     // A contract the account never held answers zeros at once.
-    c.send(&["94", "8", OTHER, "", "272093"]).await;
-    assert_eq!(position_pnl(&c.read_until(WITHIN, is_pnl("8")).await), PositionPnl::flat());
-    c.send(&["94", "9", "NOPE", "", "272093"]).await;
-    c.read_until(WITHIN, is_error("321")).await;
-    c.send(&["95", "4242"]).await;
-    c.read_until(WITHIN, is_error("10186")).await;
-    c.send(&["95", "5"]).await;
-    c.read_until(WITHIN, is_error("10186")).await; // 5 is a reqPnL, not a reqPnLSingle
-    c.send(&["93", "6"]).await;
-    c.read_until(WITHIN, is_error("10185")).await;
-    for (cancel, id) in [("95", "6"), ("95", "8"), ("93", "5")] {
-        c.send(&[cancel, id]).await;
+    c.request(&Request::PnlSingle { req_id: 8, account: OTHER.into(), con_id: MSFT }).await;
+    assert_eq!(position_pnl(&c.read_until(WITHIN, is_pnl(8)).await), PositionPnl::flat());
+    c.request(&Request::PnlSingle { req_id: 9, account: "NOPE".into(), con_id: MSFT }).await;
+    c.read_until(WITHIN, is_error(notice::INVALID_CODE)).await;
+    c.request(&Request::CancelPnlSingle { req_id: 4242 }).await;
+    c.read_until(WITHIN, is_error(notice::PNL_SINGLE_NOT_SUBSCRIBED.0)).await;
+    c.request(&Request::CancelPnlSingle { req_id: 5 }).await;
+    c.read_until(WITHIN, is_error(notice::PNL_SINGLE_NOT_SUBSCRIBED.0)).await; // 5 is a reqPnL, not a reqPnLSingle
+    c.request(&Request::CancelPnl { req_id: 6 }).await;
+    c.read_until(WITHIN, is_error(notice::PNL_NOT_SUBSCRIBED.0)).await;
+    for cancel in [
+        Request::CancelPnlSingle { req_id: 6 },
+        Request::CancelPnlSingle { req_id: 8 },
+        Request::CancelPnl { req_id: 5 },
+    ] {
+        c.request(&cancel).await;
     }
     sim.set_prices(&[PriceTick { con_id: AAPL, price: 170.0 }]).unwrap();
     assert_eq!(c.read(SHORT).await, Read::Silent, "cancelled subscriptions are quiet");
@@ -183,8 +198,12 @@ async fn closed_and_unheld_positions_stream_zeros_and_bad_requests_are_refused()
 async fn walked_prices(c: &mut WireClient, con_id: i32, start: f64, n: usize) -> Vec<f64> {
     let mut prices: Vec<f64> = Vec::new();
     while prices.len() < n {
-        let f = c.read_until(WITHIN, |f| f[0] == "7" && f[2] == con_id.to_string()).await;
-        let p = num(&f[14]);
+        let p = c
+            .read_find(WITHIN, |r| match r {
+                Reply::Portfolio(row) if row.contract.con_id == con_id => Some(row.market_price),
+                _ => None,
+            })
+            .await;
         if *prices.last().unwrap_or(&start) != p {
             prices.push(p);
         }
@@ -230,11 +249,11 @@ async fn the_walk_is_reproducible_from_its_seed() {
 #[tokio::test]
 async fn scenario_walks_and_ticks_move_prices_and_the_control_api_drives_them() {
     let mut scenario = Scenario::default();
-    scenario.price_ticks.push(ScheduledTick { at_ms: 20, con_id: 272093, price: 420.0 });
+    scenario.price_ticks.push(ScheduledTick { at_ms: 20, con_id: MSFT, price: 420.0 });
     scenario.price_walk = Some(PriceWalk { seed: 3, interval_ms: 10, con_ids: vec![76792991], ..PriceWalk::default() });
     let sim = start_sim_with(scenario).await;
     eventually("the scheduled tick", WITHIN, || async {
-        sim.prices().iter().any(|t| t.con_id == 272093 && t.price == 420.0).then_some(())
+        sim.prices().iter().any(|t| t.con_id == MSFT && t.price == 420.0).then_some(())
     })
     .await;
     eventually("the scenario's walk moves TSLA", WITHIN, || async {
@@ -278,18 +297,16 @@ async fn no_pnl_flows_while_the_link_is_down() {
     subscribe_both(&sim, &mut c).await;
     let restore = patience(Duration::from_millis(500)).as_millis() as u64;
     sim.inject(Fault::LinkLost { restore_ms: restore, data_lost: false }).unwrap();
-    c.read_until(WITHIN, is_error("1100")).await;
+    c.read_until(WITHIN, is_error(notice::LINK_LOST.0)).await;
     sim.set_prices(&[PriceTick { con_id: AAPL, price: 195.0 }]).unwrap();
     // Held: nothing but farm notices until 1102, then the PnL that changed meanwhile.
     let next = c.read_until(WITHIN, |f| !is_farm_notice(f)).await;
-    assert!(is_error("1102")(&next), "expected 1102 before any PnL, got {next:?}");
+    assert!(is_error(notice::LINK_RESTORED_DATA_MAINTAINED.0)(&next), "expected 1102 before any PnL, got {next:?}");
     let (mut single, mut account) = (None, None);
     while single.is_none() || account.is_none() {
-        let f = c.read_until(WITHIN, |f| f[0] == "94" || f[0] == "95").await;
-        if f[0] == "95" {
-            single = Some(position_pnl(&f));
-        } else {
-            account = Some(account_pnl(&f));
+        match c.read_until(WITHIN, |r| pnl_id(r).is_some()).await {
+            r @ Reply::PnlSingle { .. } => single = Some(position_pnl(&r)),
+            r => account = Some(account_pnl(&r)),
         }
     }
     assert_eq!(single, sim.position_pnl(ACCOUNT, AAPL));
@@ -297,8 +314,8 @@ async fn no_pnl_flows_while_the_link_is_down() {
 
     // 1101: the subscriptions are gone; the client has to ask again.
     sim.inject(Fault::LinkLost { restore_ms: restore, data_lost: true }).unwrap();
-    c.read_until(WITHIN, is_error("1101")).await;
-    c.read_until(WITHIN, is_error("2158")).await;
+    c.read_until(WITHIN, is_error(notice::LINK_RESTORED_DATA_LOST.0)).await;
+    c.read_until(WITHIN, is_error(SECDEF_FARM_OK)).await;
     sim.set_prices(&[PriceTick { con_id: AAPL, price: 196.0 }]).unwrap();
     assert_eq!(c.read(SHORT).await, Read::Silent, "after 1101 no PnL subscription is left");
     subscribe_both(&sim, &mut c).await;
