@@ -5,6 +5,7 @@ mod support;
 
 mod cli_errors;
 mod data_truth;
+mod front_door;
 mod gateway_bad_input;
 mod gateway_config;
 mod gateway_faults;

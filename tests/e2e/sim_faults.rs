@@ -171,7 +171,7 @@ async fn positions_summary_updates_and_pnl_follow_gateway_semantics() {
     assert_eq!(sim.stats().order_messages, 1);
     // Requests a read-only account-data gateway does not serve are refused for their id.
     c.request(&Request::Unsupported { msg_id: msg::REQ_MKT_DATA, id: 42 }).await;
-    let refused = c.read_until(WITHIN, is_error(notice::INVALID_CODE)).await;
+    let refused = c.read_until(WITHIN, is_error(notice::UNSUPPORTED_CODE)).await;
     assert!(matches!(&refused, Reply::Error { id: 42, message, .. } if message.contains("reqMktData")), "{refused:?}");
     assert_eq!(sim.stats().order_messages, 1, "not an order");
     sim.shutdown().await;
