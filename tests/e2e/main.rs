@@ -6,6 +6,7 @@ mod support;
 mod cli_errors;
 mod data_truth;
 mod front_door;
+mod front_door_wire;
 mod gateway_bad_input;
 mod gateway_config;
 mod gateway_faults;

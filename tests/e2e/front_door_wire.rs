@@ -1,0 +1,233 @@
+//! The TWS front door at the byte level, through a raw text-codec client: what it refuses and
+//! how, link notices, client ids, closing, and many clients on one upstream socket.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use ib_sim::Fault;
+use tws_wire::ids::request as msg;
+use tws_wire::{Reply, Request, notice};
+
+use crate::front_door::start_front_door;
+use crate::support::wire::{Read, TEXT_VERSION, WireClient, is_error, is_farm_notice, tags};
+use crate::support::{eventually, patience};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn orders_are_refused_for_their_id_and_the_connection_stays_up() {
+    let (stack, addr) = start_front_door().await;
+    let (mut c, _) = WireClient::start(addr, 5).await;
+    for (msg_id, id, name) in [
+        (msg::PLACE_ORDER, 17, "placeOrder"),
+        (msg::CANCEL_ORDER, 17, "cancelOrder"),
+        (msg::EXERCISE_OPTIONS, 8, "exerciseOptions"),
+        (msg::REQ_GLOBAL_CANCEL, -1, "reqGlobalCancel"),
+    ] {
+        c.request(&Request::OrderClass { msg_id, id }).await;
+        let r = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+        assert_eq!(r, Reply::error(id, notice::READ_ONLY_CODE, notice::read_only(name)));
+    }
+    // Requests the front door does not serve are named, for their request id, not ignored.
+    for (msg_id, id, name) in
+        [(msg::REQ_MKT_DATA, 42, "reqMktData"), (msg::REQ_HISTORICAL_DATA, 43, "reqHistoricalData")]
+    {
+        c.request(&Request::Unsupported { msg_id, id }).await;
+        let r = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+        assert!(
+            matches!(&r, Reply::Error { id: got, code: notice::UNSUPPORTED_CODE, message } if *got == id && message.contains(name)),
+            "{r:?}"
+        );
+    }
+    // What ib_async asks at connect completes, and the connection still answers.
+    c.request(&Request::OpenOrders).await;
+    assert_eq!(c.read_until(WITHIN, |r| !is_farm_notice(r)).await, Reply::OpenOrderEnd);
+    c.request(&Request::CompletedOrders).await;
+    assert_eq!(c.read_until(WITHIN, |r| !is_farm_notice(r)).await, Reply::CompletedOrdersEnd);
+    c.request(&Request::Executions { req_id: 3 }).await;
+    assert_eq!(c.read_until(WITHIN, |r| !is_farm_notice(r)).await, Reply::ExecutionDataEnd { req_id: 3 });
+    c.request(&Request::CurrentTime).await;
+    assert!(matches!(c.read_until(WITHIN, |r| !is_farm_notice(r)).await, Reply::CurrentTime(_)));
+    drop(c);
+    // Nothing reached upstream: stop_and_check asserts the simulator's order counter is 0.
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn versions_are_negotiated_like_a_gateway() {
+    let (stack, addr) = start_front_door().await;
+    for (range, expect) in
+        [("v100..178", Read::Hello(178)), ("v100..205", Read::Hello(200)), ("v213..226", Read::Hello(226))]
+    {
+        let mut c = WireClient::connect(addr).await.unwrap();
+        assert_eq!(c.hello(range).await, expect, "{range}");
+    }
+    let mut c = WireClient::connect(addr).await.unwrap();
+    assert_eq!(c.hello("v227..230").await, Read::Eof, "no common version: closed without an answer");
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_client_id_gets_326_and_a_close_and_the_id_frees_on_close() {
+    let (stack, addr) = start_front_door().await;
+    let (first, _) = WireClient::start(addr, 9).await;
+    let mut dup = WireClient::connect(addr).await.unwrap();
+    assert_eq!(dup.hello("v100..178").await, Read::Hello(TEXT_VERSION));
+    dup.request(&Request::StartApi { client_id: 9 }).await;
+    assert_eq!(
+        dup.read(WITHIN).await,
+        Read::Reply(Reply::error(-1, notice::CLIENT_ID_IN_USE_CODE, notice::client_id_in_use(9)))
+    );
+    assert_eq!(dup.read(WITHIN).await, Read::Eof);
+    drop(first);
+    // Once the first client is gone, its id is free again.
+    eventually("client id 9 to be free", patience(WITHIN), || async {
+        let mut c = WireClient::connect(addr).await.ok()?;
+        (c.hello("v100..178").await == Read::Hello(TEXT_VERSION)).then_some(())?;
+        c.request(&Request::StartApi { client_id: 9 }).await;
+        matches!(c.read(WITHIN).await, Read::Reply(Reply::ManagedAccounts(_))).then_some(())
+    })
+    .await;
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn the_link_is_passed_through_and_nothing_flows_while_it_is_down() {
+    let (stack, addr) = start_front_door().await;
+    let sim = stack.sim();
+    let (mut c, _) = WireClient::start(addr, 11).await;
+    c.request(&Request::Positions).await;
+    c.read_until(WITHIN, |r| *r == Reply::PositionEnd).await;
+
+    sim.inject(Fault::LinkLost { restore_ms: 300, data_lost: true }).unwrap();
+    c.read_until(WITHIN, is_error(notice::LINK_LOST.0)).await;
+    // Until the link is back, only farm notices: no row from a state that is not live.
+    let restored = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+    assert_eq!(
+        restored,
+        Reply::error(-1, notice::LINK_RESTORED_DATA_MAINTAINED.0, notice::LINK_RESTORED_DATA_MAINTAINED.1)
+    );
+    // The subscription was kept through the outage: a change now reaches it.
+    let mut aapl = sim.positions().into_iter().find(|p| p.con_id == 265598 && p.account == "DU1234567").unwrap();
+    aapl.quantity = "77".into();
+    sim.upsert_positions(vec![aapl]).unwrap();
+    let row = c.read_find(WITHIN, |r| match r {
+        Reply::Position(p) if p.contract.con_id == 265598 && p.account == "DU1234567" && p.quantity == "77" => Some(p),
+        _ => None,
+    });
+    row.await;
+    drop(c);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn summary_updates_and_pnl_come_from_the_shared_state() {
+    let (stack, addr) = start_front_door().await;
+    let sim = stack.sim();
+    let (mut c, _) = WireClient::start(addr, 12).await;
+    let summary = |req_id, t: &str, group: &str| Request::AccountSummary { req_id, group: group.into(), tags: tags(t) };
+    c.request(&summary(1, "NetLiquidation,$LEDGER:EUR", "All")).await;
+    let mut rows = Vec::new();
+    loop {
+        match c.read_until(WITHIN, |r| !is_farm_notice(r)).await {
+            Reply::AccountSummary { req_id: 1, account, tag, currency, .. } => rows.push((account, tag, currency)),
+            Reply::AccountSummaryEnd { req_id: 1 } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(rows.iter().filter(|r| r.1 == "NetLiquidation").count() == 2, "{rows:?}");
+    assert!(rows.iter().filter(|r| r.1 != "NetLiquidation").all(|r| r.2 == "EUR"), "{rows:?}");
+    assert!(rows.iter().any(|r| r.2 == "EUR"), "{rows:?}");
+    // One account as the group; a third subscription is refused as by a gateway.
+    c.request(&summary(2, "NetLiquidation", "DU7654321")).await;
+    let r = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+    assert!(matches!(&r, Reply::AccountSummary { req_id: 2, account, .. } if account == "DU7654321"), "{r:?}");
+    c.read_until(WITHIN, |r| *r == Reply::AccountSummaryEnd { req_id: 2 }).await;
+    c.request(&summary(3, "NetLiquidation", "All")).await;
+    c.read_until(WITHIN, |r| *r == Reply::error(3, notice::TOO_MANY_SUMMARIES.0, notice::TOO_MANY_SUMMARIES.1)).await;
+
+    // Account updates: values, valued portfolio rows, the time, the end.
+    c.request(&Request::AccountUpdates { subscribe: true, account: "DU1234567".into() }).await;
+    let (mut values, mut portfolio) = (0, Vec::new());
+    loop {
+        match c.read_until(WITHIN, |r| !is_farm_notice(r)).await {
+            Reply::AccountValue { account, .. } if account == "DU1234567" => values += 1,
+            Reply::Portfolio(p) => portfolio.push(p),
+            Reply::AccountUpdateTime(_) => {}
+            Reply::AccountDownloadEnd(a) if a == "DU1234567" => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(values > 10, "{values} values");
+    let held = sim.positions().into_iter().filter(|p| p.account == "DU1234567").count();
+    assert_eq!(portfolio.len(), held);
+    let aapl = portfolio.iter().find(|p| p.contract.con_id == 265598).expect("AAPL row");
+    let truth = sim.position_pnl("DU1234567", 265598).expect("held");
+    assert!((aapl.market_value - truth.value).abs() < 1e-6, "{aapl:?} vs {truth:?}");
+
+    c.request(&Request::Pnl { req_id: 4, account: "DU1234567".into() }).await;
+    let daily = c
+        .read_find(WITHIN, |r| match r {
+            Reply::Pnl { req_id: 4, daily, .. } => Some(daily),
+            _ => None,
+        })
+        .await;
+    assert!((daily - sim.pnl("DU1234567").expect("account").daily).abs() < 1e-6);
+    c.request(&Request::Pnl { req_id: 5, account: "NOPE".into() }).await;
+    c.read_until(WITHIN, |r| *r == Reply::error(5, notice::INVALID_CODE, notice::unknown_account("NOPE"))).await;
+    c.request(&Request::CancelPnlSingle { req_id: 4 }).await;
+    c.read_until(WITHIN, is_error(notice::PNL_SINGLE_NOT_SUBSCRIBED.0)).await;
+    drop(c);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
+async fn stopping_the_service_closes_every_client_cleanly() {
+    let (stack, addr) = start_front_door().await;
+    let (mut c, _) = WireClient::start(addr, 13).await;
+    let reader = tokio::spawn(async move {
+        loop {
+            match c.read(Duration::from_secs(30)).await {
+                Read::Reply(_) => {}
+                other => return other,
+            }
+        }
+    });
+    stack.stop_and_check().await;
+    assert_eq!(reader.await.unwrap(), Read::Eof, "a FIN, not a reset or silence");
+}
+
+/// Far beyond a gateway's 32: many clients, every one served, one upstream socket.
+const MANY: usize = 500;
+
+#[tokio::test]
+async fn five_hundred_clients_share_one_upstream_socket() {
+    let (stack, addr) = start_front_door().await;
+    let sim = stack.sim();
+    let upstream_positions = sim.stats().requests.get("positions").copied();
+    let held = sim.positions().len();
+    // Connected in waves, so the test also passes where the listen backlog is small.
+    let mut clients = Vec::with_capacity(MANY);
+    for wave in (0..MANY).collect::<Vec<_>>().chunks(100) {
+        let started = join_all(wave.iter().map(|i| WireClient::start(addr, 1_000 + *i as i32))).await;
+        clients.extend(started.into_iter().map(|(c, _)| c));
+    }
+    let counts = join_all(clients.iter_mut().map(|c| async move {
+        c.request(&Request::Positions).await;
+        let mut n = 0;
+        loop {
+            match c.read_until(WITHIN, |r| !is_farm_notice(r)).await {
+                Reply::Position(_) => n += 1,
+                Reply::PositionEnd => return n,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }))
+    .await;
+    assert!(counts.iter().all(|n| *n == held), "every client got every position");
+    let stats = sim.stats();
+    assert_eq!(stats.open_now, 1, "one upstream socket while {MANY} clients are connected");
+    assert_eq!(stats.requests.get("positions").copied(), upstream_positions, "no upstream request per client");
+    drop(clients);
+    stack.stop_and_check().await;
+}
