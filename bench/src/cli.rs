@@ -32,6 +32,9 @@ pub enum Command {
     Burst(BurstArgs),
     /// ib-sim alone: raw TWS clients receiving a burst; updates/s and simulator RSS.
     Sim(SimArgs),
+    /// The TWS front door: connect + positions + summary + disconnect through it vs directly to
+    /// ib-sim, and the service's RSS with hundreds of front-door clients connected.
+    FrontDoor(FrontDoorArgs),
     /// `ibgw-bridge` into a real `nats-server -js`: one change to a JetStream consumer vs a direct
     /// WatchPositions subscriber, and a burst until the stream and the positions bucket converge.
     Nats(NatsArgs),
@@ -185,6 +188,20 @@ pub struct SimArgs {
     /// Bursts measured (default 2, smoke 1).
     #[arg(long)]
     pub rounds: Option<u32>,
+}
+
+/// Flags of `front-door`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FrontDoorArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Measured cycles per path, alternating (default 200, smoke 30).
+    #[arg(long)]
+    pub runs: Option<u32>,
+    /// Front-door clients held open for the memory figure (default 500, smoke 500).
+    #[arg(long)]
+    pub clients: Option<usize>,
 }
 
 /// Flags of `nats`.

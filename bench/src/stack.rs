@@ -72,6 +72,8 @@ pub struct Spawned {
     pub grpc: SocketAddr,
     /// Simulated gateway API address.
     pub sim_api: SocketAddr,
+    /// The TWS front door.
+    pub tws_api: SocketAddr,
     /// The embedded simulator's control API.
     pub control: ControlClient,
 }
@@ -92,6 +94,8 @@ impl Spawned {
             &any,
             "--ops-listen",
             &any,
+            "--tws-api-listen",
+            &any,
             "--sim-listen",
             &any,
             "--sim-control-listen",
@@ -104,9 +108,10 @@ impl Spawned {
         let service = Service::spawn(&binary, &args, &all_env).await?;
         let grpc = service.addr("grpc")?;
         let sim_api = service.addr("sim_api")?;
+        let tws_api = service.addr("tws_api")?;
         let control = ControlClient::new(service.addr("sim_control")?);
         wait_ready(&mut connect(grpc).await?, READY_TIMEOUT).await?;
-        Ok(Spawned { service, grpc, sim_api, control })
+        Ok(Spawned { service, grpc, sim_api, tws_api, control })
     }
 
     /// The process's resident memory in KiB.

@@ -81,6 +81,28 @@ impl WireClient {
         }
     }
 
+    /// Sends reqAccountSummary (group `All`, three tags) and reads up to its end; returns how
+    /// many rows it had.
+    pub async fn account_summary(&mut self, req_id: i32, within: Duration) -> Result<usize> {
+        let deadline = Instant::now() + within;
+        let tags = ["NetLiquidation", "TotalCashValue", "BuyingPower"].map(str::to_owned).to_vec();
+        self.request(&Request::AccountSummary { req_id, group: "All".into(), tags }).await?;
+        let mut rows = 0;
+        loop {
+            let f = self.frame(deadline).await?;
+            match msg_id(&f) {
+                Some(id::ACCOUNT_SUMMARY) => rows += 1,
+                Some(id::ACCOUNT_SUMMARY_END) => return Ok(rows),
+                _ => {}
+            }
+        }
+    }
+
+    /// Closes our side, as a client library's disconnect does.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
     /// Reads position messages until `account`/`con_id` shows `expected`; returns when that was
     /// and how many position messages (for any contract) arrived.
     pub async fn until_quantity(

@@ -33,6 +33,7 @@ function quickSummaryScenario() {
 function startDemo(grpc = "127.0.0.1:0") {
   return start("gateway-svc", [
     "demo", "--grpc-listen", grpc, "--ops-listen", "127.0.0.1:0",
+    "--tws-api-listen", "127.0.0.1:0",
     "--sim-listen", "127.0.0.1:0", "--sim-control-listen", "127.0.0.1:0", "--scenario", scenario,
   ]);
 }

@@ -93,6 +93,7 @@ export async function startDemo() {
     "demo",
     "--grpc-listen", "127.0.0.1:0",
     "--ops-listen", "127.0.0.1:0",
+    "--tws-api-listen", "127.0.0.1:0",
     "--sim-listen", "127.0.0.1:0",
     "--sim-control-listen", "127.0.0.1:0",
   ]);

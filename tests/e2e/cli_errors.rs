@@ -35,7 +35,17 @@ async fn a_taken_port_is_one_clean_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = run(
-        &["demo", "--sim-listen", &addr, "--sim-control-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"],
+        &[
+            "demo",
+            "--sim-listen",
+            &addr,
+            "--sim-control-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--tws-api-listen",
+            "127.0.0.1:0",
+        ],
         &[("IBGW__OPS__LISTEN", "127.0.0.1:0"), ("NO_COLOR", "1")],
     )
     .await;

@@ -273,6 +273,8 @@ async fn a_gateway_restart_logs_no_error() {
             "demo",
             "--grpc-listen",
             "127.0.0.1:0",
+            "--tws-api-listen",
+            "127.0.0.1:0",
             "--sim-listen",
             "127.0.0.1:0",
             "--sim-control-listen",

@@ -3,6 +3,7 @@
 
 pub mod burst;
 pub mod fanout;
+pub mod front_door;
 pub mod nats;
 pub mod recovery;
 pub mod runner;
@@ -13,7 +14,9 @@ use std::time::Duration;
 
 use ib_sim::{ControlClient, Position};
 
-use crate::cli::{BurstArgs, Command, FanoutArgs, NatsArgs, RecoveryArgs, RunnerArgs, SimArgs, Smoke, UnaryArgs};
+use crate::cli::{
+    BurstArgs, Command, FanoutArgs, FrontDoorArgs, NatsArgs, RecoveryArgs, RunnerArgs, SimArgs, Smoke, UnaryArgs,
+};
 use crate::report::{Line, print_summary};
 use crate::{Error, Result, TARGET_ACCOUNT, TARGET_CON_ID};
 
@@ -28,6 +31,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Recovery(a) => one(recovery::run(&a).await),
         Command::Burst(a) => one(burst::run(&a).await),
         Command::Sim(a) => one(sim::run(&a).await),
+        Command::FrontDoor(a) => one(front_door::run(&a).await),
         Command::Nats(a) => one(nats::run(&a).await),
         Command::All(smoke) => all(smoke).await,
     };
@@ -71,6 +75,7 @@ async fn all(smoke: Smoke) -> (Vec<Line>, Vec<Error>) {
     keep("fanout", fanout::run(&FanoutArgs { smoke, ..FanoutArgs::default() }).await);
     keep("recovery", recovery::run(&RecoveryArgs { smoke, ..RecoveryArgs::default() }).await);
     keep("burst", burst::run(&BurstArgs { smoke, ..BurstArgs::default() }).await);
+    keep("front-door", front_door::run(&FrontDoorArgs { smoke, ..FrontDoorArgs::default() }).await);
     keep("nats", nats::run(&NatsArgs { smoke, ..NatsArgs::default() }).await);
     (lines, failures)
 }

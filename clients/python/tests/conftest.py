@@ -94,6 +94,8 @@ class Demo:
                 grpc_listen,
                 "--ops-listen",
                 "127.0.0.1:0",
+                "--tws-api-listen",
+                "127.0.0.1:0",
                 "--sim-listen",
                 "127.0.0.1:0",
                 "--sim-control-listen",
