@@ -229,6 +229,33 @@ impl Metrics {
             self.counter("ibgw_stream_resyncs_total", &[("kind", kind)]).absolute(0);
         }
         self.gauge("ibgw_front_door_clients", &[]).set(0.0);
+        {
+            use tws_wire::Request as R;
+            let (req_id, account) = (0, String::new);
+            for r in [
+                R::ManagedAccounts,
+                R::Ids,
+                R::CurrentTime,
+                R::CurrentTimeMillis,
+                R::Positions,
+                R::CancelPositions,
+                R::AccountSummary { req_id, group: String::new(), tags: Vec::new() },
+                R::CancelAccountSummary { req_id },
+                R::AccountUpdates { subscribe: true, account: account() },
+                R::AccountUpdatesMulti { req_id, account: account() },
+                R::CancelAccountUpdatesMulti { req_id },
+                R::Pnl { req_id, account: account() },
+                R::CancelPnl { req_id },
+                R::PnlSingle { req_id, account: account(), con_id: 0 },
+                R::CancelPnlSingle { req_id },
+                R::OpenOrders,
+                R::CompletedOrders,
+                R::Executions { req_id },
+            ] {
+                let key = Key::from_parts("ibgw_front_door_requests_total", vec![Label::new("request", r.name())]);
+                self.recorder.register_counter(&key, &METADATA).absolute(0);
+            }
+        }
         for reason in FRONT_DOOR_REFUSALS {
             self.counter("ibgw_front_door_refused_total", &[("reason", reason)]).absolute(0);
         }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Duration, Instant, timeout};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use tws_wire::frame::{self, Codec, SERVER_MAX_VERSION};
 use tws_wire::{Reply, Request, decode_request, encode_reply, notice};
 
@@ -61,6 +61,8 @@ pub(super) struct Connection {
     pub(super) link_up: bool,
     /// Farm notices as last told: name → code.
     farms: BTreeMap<String, i32>,
+    /// Health changes since the start-up messages were built from the health of that moment.
+    health: Option<broadcast::Receiver<Arc<Health>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -84,6 +86,7 @@ pub(super) async fn serve(door: Arc<FrontDoor>, stream: TcpStream, peer: SocketA
         feeds: Feeds::default(),
         link_up: true,
         farms: BTreeMap::new(),
+        health: None,
     };
     let shutdown = c.door.shutdown.clone();
     let ending = tokio::select! {
@@ -113,7 +116,7 @@ impl Connection {
                 break;
             }
         }
-        info!(conn = self.conn, %peer, client_id = ?self.client_id, reason = %ending, "TWS client closed");
+        debug!(conn = self.conn, %peer, client_id = ?self.client_id, reason = %ending, "TWS client closed");
     }
 
     async fn fill(&mut self) -> Result<(), Ending> {
@@ -178,7 +181,10 @@ impl Connection {
         }
         self.send(&Reply::ManagedAccounts(self.accounts().join(",")));
         self.send(&Reply::NextValidId(self.door.next_order_id()));
-        let now = self.door.state.health();
+        // Subscribed before reading, so no change falls between what the client is told now and
+        // what the main loop hears.
+        let (now, changes) = self.door.state.watch_health();
+        self.health = Some(changes);
         self.on_health(&now);
         self.flush().await
     }
@@ -222,7 +228,10 @@ impl Connection {
     async fn main_loop(&mut self) -> Ending {
         let state = Arc::clone(&self.door.state);
         let shutdown = self.door.shutdown.clone();
-        let (_, mut health) = state.watch_health();
+        let mut health = match self.health.take() {
+            Some(rx) => rx,
+            None => state.watch_health().1,
+        };
         loop {
             if let Err(e) = self.process_frames() {
                 return e;
