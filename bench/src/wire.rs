@@ -19,7 +19,7 @@ use crate::{Error, Result};
 const RANGE: &str = "v100..178";
 const VERSION: u32 = 178;
 /// The last farm notice a simulator sends after START_API (the sec-def farm is OK).
-const LAST_STARTUP_NOTICE: i32 = 2158;
+const LAST_STARTUP_NOTICE: i32 = tws_wire::notice::code::SECDEF_FARM_OK;
 
 /// A connected, started client.
 #[derive(Debug)]

@@ -76,16 +76,17 @@ pub struct Farm {
 
 /// Reads a farm notice; `None` for any other code.
 pub fn parse(code: i32, message: &str) -> Option<Farm> {
+    use tws_wire::notice::code::*;
     let (kind, status) = match code {
-        2103 => (FarmKind::MarketData, FarmStatus::Broken),
-        2104 => (FarmKind::MarketData, FarmStatus::Ok),
-        2108 => (FarmKind::MarketData, FarmStatus::Inactive),
-        2119 => (FarmKind::MarketData, FarmStatus::Connecting),
-        2105 => (FarmKind::Historical, FarmStatus::Broken),
-        2106 => (FarmKind::Historical, FarmStatus::Ok),
-        2107 => (FarmKind::Historical, FarmStatus::Inactive),
-        2157 => (FarmKind::SecDef, FarmStatus::Broken),
-        2158 => (FarmKind::SecDef, FarmStatus::Ok),
+        MARKET_FARM_BROKEN => (FarmKind::MarketData, FarmStatus::Broken),
+        MARKET_FARM_OK => (FarmKind::MarketData, FarmStatus::Ok),
+        MARKET_FARM_INACTIVE => (FarmKind::MarketData, FarmStatus::Inactive),
+        MARKET_FARM_CONNECTING => (FarmKind::MarketData, FarmStatus::Connecting),
+        HMDS_FARM_BROKEN => (FarmKind::Historical, FarmStatus::Broken),
+        HMDS_FARM_OK => (FarmKind::Historical, FarmStatus::Ok),
+        HMDS_FARM_INACTIVE => (FarmKind::Historical, FarmStatus::Inactive),
+        SECDEF_FARM_BROKEN => (FarmKind::SecDef, FarmStatus::Broken),
+        SECDEF_FARM_OK => (FarmKind::SecDef, FarmStatus::Ok),
         _ => return None,
     };
     // The name follows the last colon; a notice without one still counts, under its kind.

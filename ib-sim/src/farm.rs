@@ -55,15 +55,16 @@ impl Farm {
     /// The notice a gateway sends for this farm in `state`, or `None` for a combination no
     /// gateway reports (an inactive sec-def farm).
     pub(crate) fn notice_for(&self, state: FarmState) -> Option<Notice> {
+        use tws_wire::notice::code::*;
         let code = match (self.kind, state) {
-            (FarmKind::Market, FarmState::Ok) => 2104,
-            (FarmKind::Market, FarmState::Inactive) => 2108,
-            (FarmKind::Market, FarmState::Broken) => 2103,
-            (FarmKind::Hmds, FarmState::Ok) => 2106,
-            (FarmKind::Hmds, FarmState::Inactive) => 2107,
-            (FarmKind::Hmds, FarmState::Broken) => 2105,
-            (FarmKind::Secdef, FarmState::Ok) => 2158,
-            (FarmKind::Secdef, FarmState::Broken) => 2157,
+            (FarmKind::Market, FarmState::Ok) => MARKET_FARM_OK,
+            (FarmKind::Market, FarmState::Inactive) => MARKET_FARM_INACTIVE,
+            (FarmKind::Market, FarmState::Broken) => MARKET_FARM_BROKEN,
+            (FarmKind::Hmds, FarmState::Ok) => HMDS_FARM_OK,
+            (FarmKind::Hmds, FarmState::Inactive) => HMDS_FARM_INACTIVE,
+            (FarmKind::Hmds, FarmState::Broken) => HMDS_FARM_BROKEN,
+            (FarmKind::Secdef, FarmState::Ok) => SECDEF_FARM_OK,
+            (FarmKind::Secdef, FarmState::Broken) => SECDEF_FARM_BROKEN,
             (FarmKind::Secdef, FarmState::Inactive) => return None,
         };
         Some(Notice { code, text: tws_wire::notice::farm(code, &self.name)? })

@@ -2,14 +2,37 @@
 
 #![allow(missing_docs)]
 
+/// The codes, for `match` arms.
+pub mod code {
+    #![allow(missing_docs)]
+    pub const LINK_LOST: i32 = 1100;
+    pub const LINK_RESTORED_DATA_LOST: i32 = 1101;
+    pub const LINK_RESTORED_DATA_MAINTAINED: i32 = 1102;
+    /// Connectivity between the gateway and IB lost (a gateway's variant of 1100).
+    pub const LINK_LOST_GATEWAY: i32 = 2110;
+    /// The gateway reset its API port: every API client must reconnect.
+    pub const PORT_RESET: i32 = 1300;
+    pub const MARKET_FARM_BROKEN: i32 = 2103;
+    pub const MARKET_FARM_OK: i32 = 2104;
+    pub const HMDS_FARM_BROKEN: i32 = 2105;
+    pub const HMDS_FARM_OK: i32 = 2106;
+    pub const HMDS_FARM_INACTIVE: i32 = 2107;
+    pub const MARKET_FARM_INACTIVE: i32 = 2108;
+    pub const MARKET_FARM_CONNECTING: i32 = 2119;
+    pub const SECDEF_FARM_BROKEN: i32 = 2157;
+    pub const SECDEF_FARM_OK: i32 = 2158;
+}
+
 /// Connectivity between IB and the gateway lost.
-pub const LINK_LOST: (i32, &str) = (1100, "Connectivity between IB and Trader Workstation has been lost.");
+pub const LINK_LOST: (i32, &str) = (code::LINK_LOST, "Connectivity between IB and Trader Workstation has been lost.");
 /// Restored, but subscriptions are gone: clients must ask again.
 pub const LINK_RESTORED_DATA_LOST: (i32, &str) =
-    (1101, "Connectivity between IB and Trader Workstation has been restored - data lost.");
+    (code::LINK_RESTORED_DATA_LOST, "Connectivity between IB and Trader Workstation has been restored - data lost.");
 /// Restored with subscriptions kept.
-pub const LINK_RESTORED_DATA_MAINTAINED: (i32, &str) =
-    (1102, "Connectivity between IB and Trader Workstation has been restored - data maintained.");
+pub const LINK_RESTORED_DATA_MAINTAINED: (i32, &str) = (
+    code::LINK_RESTORED_DATA_MAINTAINED,
+    "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+);
 /// A second START_API on a started connection.
 pub const ALREADY_STARTED: (i32, &str) = (321, "Error validating request: API already started");
 /// A third account-summary subscription on one connection.
@@ -49,22 +72,23 @@ pub fn unknown_account(account: &str) -> String {
 
 /// The codes of the data-farm notices (OK, broken, inactive), which are informational.
 pub fn is_farm(code: i32) -> bool {
-    matches!(code, 2103..=2108 | 2119 | 2157 | 2158)
+    farm(code, "").is_some()
 }
 
 /// A data-farm notice as a gateway words it, with the farm's name after the colon
 /// ("Market data farm connection is OK:usfarm"). `None` for codes that are not farm notices.
 pub fn farm(code: i32, name: &str) -> Option<String> {
+    use code::*;
     let text = match code {
-        2103 => "Market data farm connection is broken",
-        2104 => "Market data farm connection is OK",
-        2108 => "Market data farm connection is inactive but should be available upon demand.",
-        2119 => "Market data farm is connecting",
-        2105 => "HMDS data farm connection is broken",
-        2106 => "HMDS data farm connection is OK",
-        2107 => "HMDS data farm connection is inactive but should be available upon demand.",
-        2157 => "Sec-def data farm connection is broken",
-        2158 => "Sec-def data farm connection is OK",
+        MARKET_FARM_BROKEN => "Market data farm connection is broken",
+        MARKET_FARM_OK => "Market data farm connection is OK",
+        MARKET_FARM_INACTIVE => "Market data farm connection is inactive but should be available upon demand.",
+        MARKET_FARM_CONNECTING => "Market data farm is connecting",
+        HMDS_FARM_BROKEN => "HMDS data farm connection is broken",
+        HMDS_FARM_OK => "HMDS data farm connection is OK",
+        HMDS_FARM_INACTIVE => "HMDS data farm connection is inactive but should be available upon demand.",
+        SECDEF_FARM_BROKEN => "Sec-def data farm connection is broken",
+        SECDEF_FARM_OK => "Sec-def data farm connection is OK",
         _ => return None,
     };
     Some(format!("{text}:{name}"))

@@ -27,21 +27,22 @@ impl Actor {
             self.on_farm(farm);
             return NoticeAction::None;
         }
+        use tws_wire::notice::code;
         match code {
-            1100 | 2110 => {
+            code::LINK_LOST | code::LINK_LOST_GATEWAY => {
                 self.state.metrics.upstream_notice("link");
                 warn!(code, message = %notice.message, "IB link lost; serving last known data as stale");
                 *link_lost = true;
                 self.state.mark_all_stale(&format!("IB link lost ({code})"));
                 NoticeAction::None
             }
-            1101 => {
+            code::LINK_RESTORED_DATA_LOST => {
                 self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data lost: resubscribing");
                 *link_lost = false;
                 NoticeAction::Resync
             }
-            1102 => {
+            code::LINK_RESTORED_DATA_MAINTAINED => {
                 self.state.metrics.upstream_notice("link");
                 info!(code, "IB link restored, data maintained: refreshing account summary");
                 *link_lost = false;
@@ -53,7 +54,7 @@ impl Actor {
                 self.state.position_pnl.set_freshness(Freshness::Live);
                 NoticeAction::RefreshSummary
             }
-            1300 => {
+            code::PORT_RESET => {
                 self.state.metrics.upstream_notice("link");
                 NoticeAction::Teardown(lost("port_reset", "gateway reset its API port (1300)"))
             }

@@ -17,7 +17,7 @@ pub const TEXT_RANGE: &str = "v100..178";
 /// The version a [`TEXT_RANGE`] handshake negotiates.
 pub const TEXT_VERSION: u32 = 178;
 /// The last notice of the built-in scenario's start-up sequence: the sec-def farm is OK.
-pub const SECDEF_FARM_OK: i32 = 2158;
+pub const SECDEF_FARM_OK: i32 = tws_wire::notice::code::SECDEF_FARM_OK;
 
 /// What a read produced.
 #[derive(Debug, PartialEq)]
