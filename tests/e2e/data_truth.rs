@@ -4,7 +4,9 @@
 //! (gateway restart, link loss with and without data loss, a half-open link, 326), are driven
 //! through the simulator. After every step, at the quiet point, what every client sees must equal
 //! the simulator's book: a position stream's folded view, an account-summary stream's folded
-//! view, and the unary answers, PnL and valuations included (per account and per position).
+//! view, and the unary answers, PnL and valuations included (per account and per position), and
+//! what a TWS front-door client has folded from positions, account summary, account updates
+//! (valued portfolio rows) and PnL.
 //!
 //! Each seed is one case. A seed that ever fails is added to `KEPT_SEEDS` so it runs forever.
 //! `IBGW_TRUTH_CASES=N` runs N seeds per test instead of the default (the long run in
@@ -18,9 +20,11 @@ use ib_sim::{AccountValue, Fault, Position, PriceTick, Scenario};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Streaming;
+use tws_wire::{Reply, Request};
 
 use crate::support::patience;
 use crate::support::stack::{Stack, fast_settings, start_stack_with};
+use crate::support::wire::{Read, WireClient};
 
 /// Seeds that once found a defect, run on every test run before the random ones.
 /// 1001: 100 → 0 → 50 on one contract in one batch (the close-then-reopen loss).
@@ -116,8 +120,106 @@ fn fault(rng: &mut StdRng) -> Fault {
     }
 }
 
+/// What one TWS front-door client has folded from what it was sent.
+struct FrontDoorView {
+    client: WireClient,
+    positions: Positions,
+    summary: Values,
+    /// `reqAccountUpdates` for the first account: conId → (size, market value).
+    portfolio: BTreeMap<i64, (String, f64)>,
+    /// `reqPnL` per account, by request id 10 + account index: account → daily PnL.
+    pnl: BTreeMap<String, f64>,
+}
+
+impl FrontDoorView {
+    async fn open(stack: &Stack) -> Self {
+        let addr = stack.demo.service.tws_api_addr.expect("the front door is on");
+        let (mut client, _) = WireClient::start(addr, 77).await;
+        client.request(&Request::Positions).await;
+        let tags = TAGS.iter().map(|t| (*t).to_owned()).collect();
+        client.request(&Request::AccountSummary { req_id: 1, group: "All".into(), tags }).await;
+        client.request(&Request::AccountUpdates { subscribe: true, account: ACCOUNTS[0].into() }).await;
+        for (i, account) in ACCOUNTS.iter().enumerate() {
+            client.request(&Request::Pnl { req_id: 10 + i as i32, account: (*account).into() }).await;
+        }
+        let (positions, summary, portfolio, pnl) = Default::default();
+        Self { client, positions, summary, portfolio, pnl }
+    }
+
+    /// Folds whatever has arrived within `wait`.
+    async fn pump(&mut self, wait: Duration) {
+        loop {
+            let reply = match self.client.read(wait).await {
+                Read::Reply(r) => r,
+                Read::Silent => return,
+                other => panic!("the front-door connection broke: {other:?}"),
+            };
+            match reply {
+                // A size of 0 is how a gateway reports a position that went away.
+                Reply::Position(p) if p.quantity.parse::<f64>() == Ok(0.0) => {
+                    self.positions.remove(&(p.account, i64::from(p.contract.con_id)));
+                }
+                Reply::Position(p) => {
+                    self.positions.insert((p.account, i64::from(p.contract.con_id)), p.quantity);
+                }
+                Reply::AccountSummary { req_id: 1, account, tag, value, currency } => {
+                    self.summary.insert((account, tag, currency), value);
+                }
+                Reply::Portfolio(p) if p.quantity.parse::<f64>() == Ok(0.0) => {
+                    self.portfolio.remove(&i64::from(p.contract.con_id));
+                }
+                Reply::Portfolio(p) => {
+                    self.portfolio.insert(i64::from(p.contract.con_id), (p.quantity, p.market_value));
+                }
+                Reply::Pnl { req_id, daily, .. } => {
+                    let account = usize::try_from(req_id - 10).ok().and_then(|i| ACCOUNTS.get(i)).expect("our reqId");
+                    self.pnl.insert((*account).to_owned(), daily);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// What this client disagrees with the book and the service's own answers on.
+    fn disagreement(&self, stack: &Stack, held: &Positions, summary: &Values) -> Option<String> {
+        let open: Positions =
+            held.iter().filter(|(_, q)| q.parse::<f64>() != Ok(0.0)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if self.positions != open {
+            return Some(format!("front-door positions {:?} != book {open:?}", self.positions));
+        }
+        let asked: Values = summary
+            .iter()
+            .filter(|((_, t, _), _)| TAGS.contains(&t.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if self.summary != asked {
+            return Some(format!("front-door summary {:?} != GetAccountSummary {asked:?}", self.summary));
+        }
+        let mine: BTreeMap<i64, String> =
+            open.iter().filter(|((a, _), _)| a == ACCOUNTS[0]).map(|((_, c), q)| (*c, q.clone())).collect();
+        let sizes: BTreeMap<i64, String> = self.portfolio.iter().map(|(c, (q, _))| (*c, q.clone())).collect();
+        if sizes != mine {
+            return Some(format!("front-door portfolio {sizes:?} != book {mine:?}"));
+        }
+        for (con_id, (_, value)) in &self.portfolio {
+            let truth = stack.sim().position_pnl(ACCOUNTS[0], i32::try_from(*con_id).ok()?)?.value;
+            if (value - truth).abs() > 1e-6 * truth.abs().max(1.0) {
+                return Some(format!("front-door portfolio value of {con_id}: {value} != simulator {truth}"));
+            }
+        }
+        for account in ACCOUNTS {
+            let truth = stack.sim().pnl(account)?.daily;
+            if self.pnl.get(account).is_none_or(|d| (d - truth).abs() > 1e-6 * truth.abs().max(1.0)) {
+                return Some(format!("front-door PnL of {account}: {:?} != simulator {truth}", self.pnl.get(account)));
+            }
+        }
+        None
+    }
+}
+
 /// Two clients' folded stream views, checked against the unary answers and the book.
 struct Clients {
+    front_door: FrontDoorView,
     positions: Streaming<pb::WatchPositionsResponse>,
     positions_view: Positions,
     positions_seq: u64,
@@ -132,6 +234,7 @@ impl Clients {
         let positions = c.watch_positions(pb::WatchPositionsRequest::default()).await.unwrap().into_inner();
         let summary = c.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await.unwrap().into_inner();
         Self {
+            front_door: FrontDoorView::open(stack).await,
             positions,
             positions_view: Positions::new(),
             positions_seq: 0,
@@ -143,6 +246,7 @@ impl Clients {
 
     /// Applies whatever the streams have ready within `wait`.
     async fn pump(&mut self, wait: Duration) {
+        self.front_door.pump(wait).await;
         while let Ok(m) = tokio::time::timeout(wait, self.positions.message()).await {
             let m = m.expect("position stream stays up").expect("position stream stays open");
             assert_eq!(m.seq, self.positions_seq + 1, "gap-free seq on the position stream");
@@ -225,6 +329,9 @@ async fn disagreement(stack: &Stack, clients: &mut Clients) -> Option<String> {
     }
     if clients.summary_view != summary {
         return Some("summary stream differs from GetAccountSummary".to_owned());
+    }
+    if let Some(diff) = clients.front_door.disagreement(stack, &truth, &summary) {
+        return Some(diff);
     }
     pnl_disagreement(stack, &truth).await
 }
@@ -340,7 +447,10 @@ fn seeds(default: usize, offset: u64, kept: &[u64]) -> Vec<u64> {
 async fn run(default_cases: usize, offset: u64, faults: bool) {
     // Summary changes and PnL arrive on the gateway's cadences; short ones keep quiet points quick.
     let scenario = Scenario { account_summary_refresh_ms: 20, pnl_interval_ms: 20, ..Scenario::default() };
-    let stack = start_stack_with(fast_settings(), scenario).await;
+    let mut settings = fast_settings();
+    settings.tws_api.enabled = true;
+    settings.tws_api.listen = "127.0.0.1:0".into();
+    let stack = start_stack_with(settings, scenario).await;
     let mut clients = Clients::open(&stack).await;
     let template = stack.sim().positions().into_iter().find(|p| p.con_id == CONTRACTS[0].0).expect("AAPL in the book");
     let seeds = seeds(default_cases, offset, if faults { KEPT_FAULT_SEEDS } else { KEPT_SEEDS });
