@@ -12,35 +12,26 @@ import sys
 
 from ib_async import IB, MarketOrder, Stock
 
-from front_door_common import PATIENCE, control_call, fail_with
+from common import PATIENCE, Warnings, control_call, fail_with
+from common import until as until_with
 
 fail = fail_with("ib_async via front door")
-warnings = []
-
-
-class Collect(logging.Handler):
-    def emit(self, record):
-        if record.levelno >= logging.WARNING:
-            warnings.append(record.getMessage())
+warnings = Warnings()
 
 
 async def until(pred, what, secs=10):
-    deadline = asyncio.get_running_loop().time() + secs * PATIENCE
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    await until_with(pred, what, fail, secs)
 
 
 async def main(host, port, control):
-    logging.getLogger("ib_async").addHandler(Collect())
+    logging.getLogger("ib_async").addHandler(warnings)
     ib = IB()
     codes = []
     ib.errorEvent += lambda reqId, code, msg, contract: codes.append(code)
     await ib.connectAsync(host, port, clientId=7, timeout=10 * PATIENCE)
     if ib.client.serverVersion() != 178:
         fail(f"negotiated {ib.client.serverVersion()}, expected 178 (text)")
-    timeouts = [w for w in warnings if "imeout" in w]
+    timeouts = [w for w in warnings.messages if "imeout" in w]
     if timeouts:
         fail(f"connect produced timeout warnings: {timeouts}")
     accounts = ib.managedAccounts()

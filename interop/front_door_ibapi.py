@@ -8,67 +8,19 @@ deadline scaled by IBGW_TEST_PATIENCE.
 """
 import sys
 import threading
-import time
 
-from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.order import Order
-from ibapi.wrapper import EWrapper
 
-from front_door_common import PATIENCE, control_call, fail_with
+from common import PATIENCE, control_call, fail_with
+from common import wait as wait_with
+from ibapi_official_check import App
 
 fail = fail_with("ibapi-latest via front door")
 
 
-class App(EWrapper, EClient):
-    def __init__(self):
-        EClient.__init__(self, self)
-        self.accounts = None
-        self.next_id = None
-        self.positions = []
-        self.positions_done = threading.Event()
-        self.summary = []
-        self.summary_done = threading.Event()
-        self.pnl_value = None
-        self.errors = []
-        self.ready = threading.Event()
-
-    def managedAccounts(self, accountsList):
-        self.accounts = accountsList.split(",")
-        if self.next_id is not None:
-            self.ready.set()
-
-    def nextValidId(self, orderId):
-        self.next_id = orderId
-        if self.accounts:
-            self.ready.set()
-
-    def error(self, reqId, errorTime, errorCode, errorString, advancedOrderRejectJson=""):
-        self.errors.append((reqId, errorCode))
-
-    def position(self, account, contract, position, avgCost):
-        self.positions.append((account, contract.conId, position))
-
-    def positionEnd(self):
-        self.positions_done.set()
-
-    def accountSummary(self, reqId, account, tag, value, currency):
-        self.summary.append((account, tag, value))
-
-    def accountSummaryEnd(self, reqId):
-        self.summary_done.set()
-
-    def pnl(self, reqId, dailyPnL, unrealizedPnL, realizedPnL):
-        self.pnl_value = dailyPnL
-
-
 def wait(pred, what, secs=10):
-    deadline = time.monotonic() + secs * PATIENCE
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    fail(f"timed out waiting for {what}")
+    wait_with(pred, what, fail, secs)
 
 
 def read_positions(app):
@@ -98,7 +50,7 @@ def main(host, port, control):
         fail(f"summary {app.summary}")
     want = control_call(control, "GET", f"/pnl/{app.accounts[0]}")["daily"]
     app.reqPnL(9002, app.accounts[0], "")
-    wait(lambda: app.pnl_value is not None and abs(app.pnl_value - want) < 1e-6, f"daily PnL {want}")
+    wait(lambda: app.pnl_value is not None and abs(app.pnl_value[0] - want) < 1e-6, f"daily PnL {want}")
     app.cancelPnL(9002)
 
     contract = Contract()
@@ -118,7 +70,7 @@ def main(host, port, control):
         fail(f"{len(again)} positions after the restart, expected {len(truth)}")
     app.disconnect()
     print(f"ibapi-latest via front door: OK version=226 accounts={app.accounts} positions={len(positions)} "
-          f"pnl={app.pnl_value} order=321 restart=1100,1102")
+          f"pnl={app.pnl_value[0]} order=321 restart=1100,1102")
 
 
 if __name__ == "__main__":

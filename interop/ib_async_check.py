@@ -7,44 +7,20 @@ with what the simulator says the wire carries (GET /pnl/...), before and after a
 IBGW_TEST_PATIENCE (a whole number, default 3); nothing asserts how fast anything was.
 """
 import asyncio
-import json
 import logging
-import os
 import sys
-import urllib.request
 
 from ib_async import IB
 
-warnings = []
-PATIENCE = int(os.environ.get("IBGW_TEST_PATIENCE") or "3")
+from common import PATIENCE, Warnings, control_call, fail_with
+from common import until as until_with
 
-
-class Collect(logging.Handler):
-    def emit(self, record):
-        if record.levelno >= logging.WARNING:
-            warnings.append(record.getMessage())
-
-
-def fail(msg):
-    print(f"ib_async: FAIL: {msg}")
-    sys.exit(1)
-
-
-def control_call(control, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://{control}{path}", data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5 * PATIENCE) as r:
-        text = r.read()
-    return json.loads(text) if text else None
+fail = fail_with("ib_async")
+warnings = Warnings()
 
 
 async def until(pred, what, secs=5):
-    deadline = asyncio.get_running_loop().time() + secs * PATIENCE
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    await until_with(pred, what, fail, secs)
 
 
 def pnl_values(p):
@@ -81,13 +57,13 @@ async def check_pnl_against_truth(ib, control, account, pnl, con_id=265598):
 
 
 async def main(host, port, control=None):
-    logging.getLogger("ib_async").addHandler(Collect())
+    logging.getLogger("ib_async").addHandler(warnings)
     logging.getLogger("ib_async").setLevel(logging.INFO)
     ib = IB()
     await ib.connectAsync(host, port, clientId=7, timeout=10 * PATIENCE)
     if ib.client.serverVersion() != 178:
         fail(f"negotiated {ib.client.serverVersion()}, expected 178 (text)")
-    timeouts = [w for w in warnings if "imeout" in w]
+    timeouts = [w for w in warnings.messages if "imeout" in w]
     if timeouts:
         fail(f"connect produced timeout warnings: {timeouts}")
     accounts = ib.managedAccounts()

@@ -7,17 +7,16 @@ tick (PATCH /prices).
 Every wait is a deadline scaled by IBGW_TEST_PATIENCE (a whole number, default 3); nothing
 asserts how fast anything was.
 """
-import json
-import os
 import sys
 import threading
-import time
-import urllib.request
 
 from ibapi.client import EClient
 from ibapi.wrapper import EWrapper
 
-PATIENCE = int(os.environ.get("IBGW_TEST_PATIENCE") or "3")
+from common import PATIENCE, control_call, fail_with
+from common import wait as wait_with
+
+fail = fail_with("ibapi-latest")
 
 
 class App(EWrapper, EClient):
@@ -49,7 +48,7 @@ class App(EWrapper, EClient):
             self.ready.set()
 
     def error(self, reqId, errorTime, errorCode, errorString, advancedOrderRejectJson=""):
-        self.errors.append(errorCode)
+        self.errors.append((reqId, errorCode))
 
     def position(self, account, contract, position, avgCost):
         self.positions.append((account, contract.symbol, position, avgCost))
@@ -76,20 +75,6 @@ class App(EWrapper, EClient):
         self.pnl_single_value = (float(pos), dailyPnL, unrealizedPnL, realizedPnL, value)
 
 
-def fail(msg):
-    print(f"ibapi-latest: FAIL: {msg}")
-    sys.exit(1)
-
-
-def control_call(control, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://{control}{path}", data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5 * PATIENCE) as r:
-        text = r.read()
-    return json.loads(text) if text else None
-
-
 def check_pnl_against_truth(app, control, account, con_id=265598):
     """pnl and pnlSingle carry exactly what the simulator says, before and after a price tick."""
     app.reqPnLSingle(9003, account, "", con_id)
@@ -113,12 +98,7 @@ def check_pnl_against_truth(app, control, account, con_id=265598):
 
 
 def wait(pred, what, secs=10):
-    deadline = time.monotonic() + secs * PATIENCE
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    fail(f"timed out waiting for {what}")
+    wait_with(pred, what, fail, secs)
 
 
 def main(host, port, control=None):
@@ -152,7 +132,7 @@ def main(host, port, control=None):
     dup.connect(host, port, clientId=11)
     t = threading.Thread(target=dup.run, daemon=True)
     t.start()
-    wait(lambda: 326 in dup.errors, "326 on duplicate id")
+    wait(lambda: (-1, 326) in dup.errors, "326 on duplicate id")
     t.join(5 * PATIENCE)
     if dup.isConnected():
         fail("duplicate connection was not closed")

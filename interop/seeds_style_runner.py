@@ -13,7 +13,7 @@ import random
 
 from ib_async import IB
 
-from front_door_common import PATIENCE, fail_with
+from common import PATIENCE, fail_with
 
 fail = fail_with("seeds-style runner")
 
