@@ -1,7 +1,7 @@
 //! `tws-wire`: the gateway side of the TWS API socket protocol, in one place.
 //!
 //! - [`frame`]: the `API\0` greeting, version negotiation (text codec ≤ 200, protobuf ≥ 213)
-//!   and length-prefixed frames.
+//!   and length-prefixed frames; [`handshake`]: a connection's opening, without I/O.
 //! - [`ids`]: message ids in both directions and the names of requests nobody here decodes.
 //! - [`request`]: client requests, decoded in both codecs (and encoded as a text client sends
 //!   them, for raw test clients).
@@ -14,6 +14,7 @@
 
 pub mod account_summary;
 pub mod frame;
+pub mod handshake;
 pub mod ids;
 pub mod notice;
 mod pb;

@@ -16,7 +16,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Duration, Instant, timeout};
 use tracing::{debug, warn};
 use tws_wire::frame::{self, Codec, SERVER_MAX_VERSION};
-use tws_wire::{Reply, Request, decode_request, encode_reply, notice};
+use tws_wire::handshake::{Handshake, HandshakeError, Step};
+use tws_wire::{Reply, decode_request, encode_reply, notice};
 
 use super::FrontDoor;
 use super::feed::{Feed, rung};
@@ -135,30 +136,23 @@ impl Connection {
     }
 
     async fn handshake(&mut self) -> Result<(), Ending> {
-        let range = loop {
-            match frame::take_handshake(&mut self.buf) {
-                Ok(Some(range)) => break range,
-                Ok(None) => self.fill().await?,
-                Err(e) => return Err(self.bad_input(&e)),
-            }
-        };
-        let Some(version) = range.negotiate(SERVER_MAX_VERSION) else {
-            // As a gateway does: no answer, just the close.
-            self.door.state.metrics.front_door_refused("version");
-            return Err(format!("no common version with client range {}..{}", range.min, range.max));
-        };
-        self.version = version;
-        self.codec = Codec::for_version(version);
-        frame::put_frame(&mut self.out, &frame::server_hello(version));
-        self.flush().await?;
+        let mut opening = Handshake::new(SERVER_MAX_VERSION);
         let client_id = loop {
-            match frame::take_frame(&mut self.buf) {
-                Ok(Some(body)) => match decode_request(&body, self.codec, self.version) {
-                    Ok(Request::StartApi { client_id }) => break client_id,
-                    Ok(other) => return Err(format!("{} before START_API", other.name())),
-                    Err(e) => return Err(self.bad_input(&e)),
-                },
-                Ok(None) => self.fill().await?,
+            match opening.step(&mut self.buf) {
+                Ok(Step::NeedMore) => self.fill().await?,
+                Ok(Step::Answer { version, codec, frame }) => {
+                    self.version = version;
+                    self.codec = codec;
+                    self.out.extend_from_slice(&frame);
+                    self.flush().await?;
+                }
+                Ok(Step::Started { client_id }) => break client_id,
+                // As a gateway does: no answer, just the close.
+                Err(e @ HandshakeError::NoCommonVersion { .. }) => {
+                    self.door.state.metrics.front_door_refused("version");
+                    return Err(e.to_string());
+                }
+                Err(e @ HandshakeError::NotStarted(_)) => return Err(e.to_string()),
                 Err(e) => return Err(self.bad_input(&e)),
             }
         };
@@ -168,7 +162,7 @@ impl Connection {
             return Err(format!("client id {client_id} in use"));
         }
         self.client_id = Some(client_id);
-        debug!(conn = self.conn, client_id, version, "TWS client started");
+        debug!(conn = self.conn, client_id, version = self.version, "TWS client started");
         self.start_up().await
     }
 

@@ -15,7 +15,8 @@ use tokio::time::{Duration, Instant, MissedTickBehavior, timeout};
 use tracing::{info, warn};
 
 use tws_wire::frame::{self, Codec, FrameError};
-use tws_wire::{Reply, Request, decode_request, encode_reply, notice};
+use tws_wire::handshake::{Handshake, HandshakeError, Step};
+use tws_wire::{Reply, decode_request, encode_reply, notice};
 
 use crate::book::BookEvent;
 use crate::farm::Notice;
@@ -212,33 +213,23 @@ impl Connection {
     }
 
     async fn handshake(&mut self) -> Result<(), Ending> {
-        let range = loop {
-            match frame::take_handshake(&mut self.buf) {
-                Ok(Some(range)) => break range,
-                Ok(None) => self.fill().await?,
-                Err(e) => return Err(self.bad_input(&e)),
-            }
-        };
-        let Some(version) = range.negotiate(self.shared.settings.server_version) else {
-            self.shared.stats().rejected("version");
-            return Err(Ending::server(format!("no common version with client range {}..{}", range.min, range.max)));
-        };
-        self.version = version;
-        self.codec = Codec::for_version(version);
-        self.shared.stats().negotiated(self.id, version);
-        frame::put_frame(&mut self.out, &frame::server_hello(version));
-        self.flush().await?;
-
+        let mut opening = Handshake::new(self.shared.settings.server_version);
         let client_id = loop {
-            match frame::take_frame(&mut self.buf) {
-                Ok(Some(body)) => match decode_request(&body, self.codec, self.version) {
-                    Ok(Request::StartApi { client_id }) => break client_id,
-                    Ok(other) => {
-                        return Err(Ending::server(format!("{} before START_API", other.name())));
-                    }
-                    Err(e) => return Err(self.bad_input(&e)),
-                },
-                Ok(None) => self.fill().await?,
+            match opening.step(&mut self.buf) {
+                Ok(Step::NeedMore) => self.fill().await?,
+                Ok(Step::Answer { version, codec, frame }) => {
+                    self.version = version;
+                    self.codec = codec;
+                    self.shared.stats().negotiated(self.id, version);
+                    self.out.extend_from_slice(&frame);
+                    self.flush().await?;
+                }
+                Ok(Step::Started { client_id }) => break client_id,
+                Err(e @ HandshakeError::NoCommonVersion { .. }) => {
+                    self.shared.stats().rejected("version");
+                    return Err(Ending::server(e.to_string()));
+                }
+                Err(e @ HandshakeError::NotStarted(_)) => return Err(Ending::server(e.to_string())),
                 Err(e) => return Err(self.bad_input(&e)),
             }
         };
@@ -251,7 +242,7 @@ impl Connection {
         }
         self.client_id = Some(client_id);
         self.shared.stats().started(self.id, client_id);
-        info!(conn = self.id, client_id, version, "client started");
+        info!(conn = self.id, client_id, version = self.version, "client started");
 
         let accounts = self.shared.book.account_ids().join(",");
         self.send(&Reply::ManagedAccounts(accounts));
