@@ -121,6 +121,30 @@ async fn the_link_is_passed_through_and_nothing_flows_while_it_is_down() {
 }
 
 #[tokio::test]
+async fn farm_notices_mirror_upstream_and_account_data_keeps_flowing() {
+    let (stack, addr) = start_front_door().await;
+    let (mut c, _) = WireClient::start(addr, 14).await;
+    stack.sim().inject(Fault::Farm { name: "usfarm".into(), state: ib_sim::FarmState::Broken }).unwrap();
+    let broken = notice::farm(notice::code::MARKET_FARM_BROKEN, "usfarm").unwrap();
+    c.read_until(WITHIN, |r| *r == Reply::error(-1, notice::code::MARKET_FARM_BROKEN, broken.clone())).await;
+    // A broken market-data farm carries no account data: positions still answer, and no 1100.
+    c.request(&Request::Positions).await;
+    let r = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+    assert!(matches!(r, Reply::Position(_)), "{r:?}");
+    stack.sim().inject(Fault::Farm { name: "usfarm".into(), state: ib_sim::FarmState::Ok }).unwrap();
+    let ok = notice::farm(notice::code::MARKET_FARM_OK, "usfarm").unwrap();
+    c.read_until(WITHIN, |r| *r == Reply::error(-1, notice::code::MARKET_FARM_OK, ok.clone())).await;
+    // A client connecting now is told the farms as they are.
+    let (mut late, startup) = WireClient::start(addr, 15).await;
+    if !startup.contains(&Reply::error(-1, notice::code::MARKET_FARM_OK, ok.clone())) {
+        // The farms come in name order; the start-up read stops at the sec-def farm.
+        late.read_until(WITHIN, |r| *r == Reply::error(-1, notice::code::MARKET_FARM_OK, ok.clone())).await;
+    }
+    drop(c);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
 async fn summary_updates_and_pnl_come_from_the_shared_state() {
     let (stack, addr) = start_front_door().await;
     let sim = stack.sim();
@@ -164,6 +188,20 @@ async fn summary_updates_and_pnl_come_from_the_shared_state() {
     let aapl = portfolio.iter().find(|p| p.contract.con_id == 265598).expect("AAPL row");
     let truth = sim.position_pnl("DU1234567", 265598).expect("held");
     assert!((aapl.market_value - truth.value).abs() < 1e-6, "{aapl:?} vs {truth:?}");
+
+    // Account updates multi: every value of the account, each tagged with the request, then the end.
+    c.request(&Request::AccountUpdatesMulti { req_id: 6, account: "DU7654321".into() }).await;
+    let mut multi = 0;
+    loop {
+        match c.read_until(WITHIN, |r| !is_farm_notice(r)).await {
+            Reply::AccountUpdateMulti { req_id: 6, account, .. } if account == "DU7654321" => multi += 1,
+            Reply::AccountUpdateMultiEnd { req_id: 6 } => break,
+            // Pushed rows of the subscriptions above may interleave.
+            Reply::AccountSummary { .. } | Reply::AccountValue { .. } | Reply::Portfolio(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(multi > 5, "{multi} values");
 
     c.request(&Request::Pnl { req_id: 4, account: "DU1234567".into() }).await;
     let daily = c
