@@ -240,6 +240,20 @@ const MANY: usize = 500;
 
 #[tokio::test]
 async fn five_hundred_clients_share_one_upstream_socket() {
+    // Both ends of every connection live in this process.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let open_files: Option<usize> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok());
+    if let Some(soft) = open_files {
+        assert!(
+            soft >= 2 * MANY + 256,
+            "this test needs `ulimit -n` ≥ {} (scripts/test raises it); it is {soft}",
+            2 * MANY + 256
+        );
+    }
     let (stack, addr) = start_front_door().await;
     let sim = stack.sim();
     let upstream_positions = sim.stats().requests.get("positions").copied();

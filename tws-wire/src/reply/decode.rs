@@ -156,7 +156,8 @@ pub fn decode_text(body: &[u8], version: u32) -> Result<Reply, ReplyError> {
 #[cfg(test)]
 mod tests {
     use super::super::tests::aapl;
-    use super::super::{PortfolioMsg, PositionMsg, encode_text};
+    use super::super::text::encode as encode_text;
+    use super::super::{PortfolioMsg, PositionMsg};
     use super::*;
 
     #[test]
