@@ -1,12 +1,14 @@
 //! Compressed-time soak of the whole stack, in one process: the simulator restarts on a schedule
-//! (with an IB link loss now and then), positions change all the while, dashboards stream, and a
-//! trader opens a fresh channel for every run. At the end every view must equal the simulator's
+//! (with an IB link loss now and then), positions change all the while, dashboards stream, a
+//! trader opens a fresh channel for every run, and unmodified IB API programs (the Rust `ibapi`
+//! client) use the TWS front door: short runs, and one client that follows positions throughout. At the end every view must equal the simulator's
 //! truth, no socket may leak, and memory must not grow without bound.
 //!
 //! - [`Args`]: the knobs.
 //! - [`run`]: the soak; [`Report`] what it measured.
 
 mod actors;
+mod ib_api;
 mod report;
 
 use std::net::SocketAddr;
@@ -41,6 +43,10 @@ pub struct Args {
     /// Trader runs (fresh channel, ready check, accounts, positions, summary), spread over the soak.
     #[arg(long, default_value_t = 1000)]
     pub trader_runs: u64,
+    /// IB API runs through the TWS front door (Rust `ibapi`: connect, positions, account
+    /// summary, disconnect), spread over the soak.
+    #[arg(long, default_value_t = 500)]
+    pub ib_api_runs: u64,
     /// Streaming dashboards (each its own connection with a positions and a summary stream).
     #[arg(long, default_value_t = 4)]
     pub dashboards: usize,
@@ -56,6 +62,8 @@ fn settings() -> gateway_svc::Settings {
     let mut s = gateway_svc::Settings::default();
     s.grpc.listen = "127.0.0.1:0".into();
     s.ops.listen = "127.0.0.1:0".into();
+    s.tws_api.enabled = true;
+    s.tws_api.listen = "127.0.0.1:0".into();
     s.upstream.backoff_initial_ms = 50;
     s.upstream.backoff_max_ms = 400;
     s.upstream.connect_timeout_ms = 2_000;
@@ -113,7 +121,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         view_rxs.push(rx);
         dashboards.push(tokio::spawn(actors::dashboard(grpc, Arc::clone(&stop), tx)));
     }
+    let tws = demo.service.tws_api_addr.ok_or_else(|| anyhow::anyhow!("the TWS front door is off"))?;
+    let (tx, rx) = tokio::sync::watch::channel(actors::Truth::new());
+    view_rxs.push(rx);
+    let follower = tokio::spawn(ib_api::follower(tws, Arc::clone(&stop), tx));
     let trader = tokio::spawn(actors::trader(grpc, args.trader_runs, total));
+    let ib_api = tokio::spawn(ib_api::runs(tws, args.ib_api_runs, total, Arc::clone(&demo.service.state)));
     let mutator = actors::mutate(&demo.sim, args.mutate_every, total).await;
 
     // Let the schedule finish, then the trader.
@@ -123,6 +136,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let trader = trader.await?;
+    let ib_api = ib_api.await?;
     let rss_mid = report::rss_kib();
 
     // Quiesce: once ready, every view must converge to the simulator's truth.
@@ -140,15 +154,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     for d in dashboards {
         views.push(d.await?);
     }
+    let follower = follower.await?;
     let outages = monitor.await?;
     let health = demo.service.state.health();
     let stats = demo.sim.stats();
-    let close_wait = report::close_wait(demo.sim.api_addr().port());
+    // Neither the gateway's port nor the front door's may keep a half-closed socket.
+    let close_wait = report::close_wait(demo.sim.api_addr().port()) + report::close_wait(tws.port());
     let report = Report::new(report::Inputs {
         args: args.clone(),
         elapsed: started.elapsed(),
         mutations: mutator,
         trader,
+        ib_api,
+        follower,
         views,
         truth,
         converged,

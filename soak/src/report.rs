@@ -13,6 +13,8 @@ pub(crate) struct Inputs {
     pub(crate) elapsed: Duration,
     pub(crate) mutations: u64,
     pub(crate) trader: TraderResult,
+    pub(crate) ib_api: TraderResult,
+    pub(crate) follower: DashboardResult,
     pub(crate) views: Vec<DashboardResult>,
     pub(crate) truth: Truth,
     pub(crate) converged: bool,
@@ -57,6 +59,21 @@ pub struct Report {
     pub trader_p99_ms: f64,
     /// First trader errors.
     pub trader_errors: Vec<String>,
+    /// IB API runs through the TWS front door.
+    pub ib_api_runs: u64,
+    /// Those that got every answer.
+    pub ib_api_ok: u64,
+    /// Those started while the session was not ready: told so (1100) and answered from the last
+    /// known data.
+    pub ib_api_stale_answers: u64,
+    /// Median IB API run, milliseconds.
+    pub ib_api_p50_ms: f64,
+    /// First IB API errors.
+    pub ib_api_errors: Vec<String>,
+    /// Position rows the long-lived IB API client received.
+    pub ib_api_follower_rows: u64,
+    /// Times the long-lived IB API client's connection broke (must be 0).
+    pub ib_api_follower_errors: u64,
     /// Dashboards streaming.
     pub dashboards: usize,
     /// Stream messages the dashboards received in all.
@@ -85,10 +102,13 @@ pub struct Report {
 
 impl Report {
     pub(crate) fn new(i: Inputs) -> Report {
-        let mut lat = i.trader.latencies_ms.clone();
-        lat.sort_by(f64::total_cmp);
-        let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
-        let view_mismatches = i.views.iter().filter(|v| v.view != i.truth).count() as u64;
+        let pct = |r: &TraderResult, p: f64| {
+            let mut lat = r.latencies_ms.clone();
+            lat.sort_by(f64::total_cmp);
+            lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0)
+        };
+        let view_mismatches =
+            i.views.iter().chain(std::iter::once(&i.follower)).filter(|v| v.view != i.truth).count() as u64;
         Report {
             elapsed_s: i.elapsed.as_secs_f64(),
             restarts: i.stats.faults.get("restart").copied().unwrap_or(0),
@@ -101,9 +121,16 @@ impl Report {
             trader_runs: i.trader.runs,
             trader_ok: i.trader.ok,
             trader_stale_answers: i.trader.stale_answers,
-            trader_p50_ms: pct(0.5),
-            trader_p99_ms: pct(0.99),
+            trader_p50_ms: pct(&i.trader, 0.5),
+            trader_p99_ms: pct(&i.trader, 0.99),
             trader_errors: i.trader.errors.clone(),
+            ib_api_runs: i.ib_api.runs,
+            ib_api_ok: i.ib_api.ok,
+            ib_api_stale_answers: i.ib_api.stale_answers,
+            ib_api_p50_ms: pct(&i.ib_api, 0.5),
+            ib_api_errors: i.ib_api.errors.clone(),
+            ib_api_follower_rows: i.follower.messages,
+            ib_api_follower_errors: i.follower.stream_errors,
             dashboards: i.args.dashboards,
             dashboard_messages: i.views.iter().map(|v| v.messages).sum(),
             dashboard_resyncs: i.views.iter().map(|v| v.resyncs).sum(),
@@ -134,6 +161,14 @@ impl Report {
         check(self.seq_gaps > 0, format!("{} seq gaps", self.seq_gaps));
         check(self.stream_errors > 0, format!("{} dashboard stream errors", self.stream_errors));
         check(self.trader_ok < self.trader_runs, format!("{} failed trader runs", self.trader_runs - self.trader_ok));
+        check(
+            self.ib_api_ok < self.ib_api_runs,
+            format!("{} failed IB API runs: {:?}", self.ib_api_runs - self.ib_api_ok, self.ib_api_errors),
+        );
+        check(
+            self.ib_api_follower_errors > 0,
+            format!("the long-lived IB API client's connection broke {} times", self.ib_api_follower_errors),
+        );
         f
     }
 
@@ -144,6 +179,8 @@ impl Report {
             "soak: {:.1} s, {} restarts, {} link losses, {} position changes\n\
              \x20 reconnects            {} (epoch {}), {} outages, longest time to ready {:.0} ms\n\
              \x20 trader runs           {}/{} ok, {} answered stale, p50 {:.1} ms, p99 {:.1} ms\n\
+             \x20 IB API runs           {}/{} ok through the TWS front door, {} started during an outage, p50 {:.1} ms\n\
+             \x20 IB API follower       {} position rows, {} broken connections\n\
              \x20 dashboards            {} streaming, {} messages, {} resyncs, {} seq gaps, {} stream errors\n\
              \x20 data mismatches       {}\n\
              \x20 upstream sockets      {} accepted, peak {} at once, {} closed by the gateway, {} unclean\n\
@@ -163,6 +200,12 @@ impl Report {
             self.trader_stale_answers,
             self.trader_p50_ms,
             self.trader_p99_ms,
+            self.ib_api_ok,
+            self.ib_api_runs,
+            self.ib_api_stale_answers,
+            self.ib_api_p50_ms,
+            self.ib_api_follower_rows,
+            self.ib_api_follower_errors,
             self.dashboards,
             self.dashboard_messages,
             self.dashboard_resyncs,
