@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::hub::{Change, Hub, Snapshot};
-use crate::model::Row;
+use crate::model::{Freshness, Row};
 
 /// Rows that changed or appeared, and rows that went away.
 #[derive(Debug)]
@@ -56,11 +56,21 @@ impl<T: Row> Feed<T> {
         }
     }
 
-    /// Moves the client's view to the hub's current state and returns the difference.
+    /// Whether what the client was last told is live data.
+    pub(super) fn live(&self) -> bool {
+        self.told.freshness == Freshness::Live
+    }
+
+    /// Moves the client's view to the hub's current state and returns the difference. When the
+    /// data has just become live again, every row counts as changed: a row held back while it
+    /// was not live (see [`Feed::live`]) goes out now even if its value did not change.
     pub(super) fn catch_up(&mut self, hub: &Hub<T>) -> Diff<T> {
         let now = hub.snapshot();
         let diff = if Arc::ptr_eq(&now, &self.told) {
             Diff { upserts: Vec::new(), removals: Vec::new() }
+        } else if now.freshness == Freshness::Live && !self.live() {
+            let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
+            Diff { upserts: now.rows.values().cloned().collect(), removals: removals.collect() }
         } else {
             let upserts = now.rows.iter().filter(|(k, r)| self.told.rows.get(*k) != Some(*r)).map(|(_, r)| r.clone());
             let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
@@ -76,5 +86,46 @@ pub(super) async fn rung<T: Row>(feed: &mut Option<Feed<T>>) {
     match feed {
         Some(f) => f.rung().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::AccountPnlRow;
+
+    fn row(account: &str, daily: &str) -> AccountPnlRow {
+        AccountPnlRow { account: account.into(), daily: daily.into(), unrealized: "0".into(), realized: "0".into() }
+    }
+
+    fn rows(list: &[AccountPnlRow]) -> BTreeMap<String, AccountPnlRow> {
+        list.iter().map(|r| (r.account.clone(), r.clone())).collect()
+    }
+
+    #[test]
+    fn a_client_is_sent_differences_and_everything_again_when_data_is_live_again() {
+        let hub = Hub::new("connecting");
+        let mut feed = Feed::open(&hub);
+        assert!(!feed.live(), "nothing is live before the first sync");
+        hub.resync(1, rows(&[row("A", "1"), row("B", "2")]));
+        let d = feed.catch_up(&hub);
+        assert_eq!((d.upserts.len(), d.removals.len()), (2, 0), "the first live data is all new");
+        hub.apply(vec![row("A", "3")], vec!["B".into()]);
+        let d = feed.catch_up(&hub);
+        assert_eq!((d.upserts, d.removals), (vec![row("A", "3")], vec![row("B", "2")]));
+
+        // An outage: stale, then the same values live again. A row held back while stale must
+        // go out now, although its value did not change.
+        hub.mark_stale("IB link lost (1100)");
+        let d = feed.catch_up(&hub);
+        assert!(d.upserts.is_empty() && d.removals.is_empty());
+        assert!(!feed.live());
+        hub.resync(2, rows(&[row("A", "3")]));
+        let d = feed.catch_up(&hub);
+        assert_eq!(d.upserts, vec![row("A", "3")]);
+        assert!(feed.live());
+        assert!(feed.catch_up(&hub).upserts.is_empty(), "told once, not again");
     }
 }

@@ -10,7 +10,7 @@ use tws_wire::{Reply, Request, notice};
 use super::conn::Connection;
 use super::feed::Feed;
 use super::rows;
-use crate::model::{PositionRow, SummaryRow};
+use crate::model::{PositionPnlRow, PositionRow, SummaryRow};
 
 /// At most two account-summary subscriptions per client, as a gateway enforces.
 const MAX_SUMMARIES: usize = 2;
@@ -180,7 +180,7 @@ impl Connection {
         let positions = self.feeds.positions.get_or_insert_with(|| Feed::open(&state.positions));
         let pnl = self.feeds.position_pnl.get_or_insert_with(|| Feed::open(&state.position_pnl));
         for p in positions.told().rows.values().filter(|p| p.account == account) {
-            out.push(rows::portfolio(p, pnl.told().rows.get(&(p.account.clone(), p.con_id)), false));
+            out.push(rows::portfolio(p, valuation(pnl, p), false));
         }
         out.push(Reply::AccountUpdateTime(jiff::Zoned::now().strftime("%H:%M").to_string()));
         out.push(Reply::AccountDownloadEnd(account.clone()));
@@ -222,9 +222,10 @@ impl Connection {
         }
         self.catch_up_account_pnl();
         let feed = self.feeds.account_pnl.get_or_insert_with(|| Feed::open(&self.door.state.account_pnl));
-        // No row yet (the service subscribes PnL once the session is ready): the first value
-        // goes out when it arrives, as from a gateway.
-        let first = feed.told().rows.get(&account).map(|r| rows::account_pnl(req_id, r));
+        // No live row yet (the service subscribes PnL once the session is ready, so after an
+        // outage PnL is live a moment after everything else): the first value goes out when it
+        // is, as from a gateway. Never a value from before an outage as if it were current.
+        let first = feed.live().then(|| feed.told().rows.get(&account).map(|r| rows::account_pnl(req_id, r))).flatten();
         if let Some(r) = first {
             self.send(&r);
         }
@@ -238,7 +239,10 @@ impl Connection {
         }
         self.catch_up_position_pnl();
         let feed = self.feeds.position_pnl.get_or_insert_with(|| Feed::open(&self.door.state.position_pnl));
-        let first = feed.told().rows.get(&(account.clone(), con_id)).map(|r| rows::position_pnl(req_id, r));
+        let first = feed
+            .live()
+            .then(|| feed.told().rows.get(&(account.clone(), con_id)).map(|r| rows::position_pnl(req_id, r)))
+            .flatten();
         if let Some(r) = first {
             self.send(&r);
         }
@@ -277,8 +281,7 @@ impl Connection {
     }
 
     fn portfolio(&self, p: &PositionRow, closed: bool) -> Reply {
-        let pnl = self.feeds.position_pnl.as_ref().and_then(|f| f.told().rows.get(&(p.account.clone(), p.con_id)));
-        rows::portfolio(p, pnl, closed)
+        rows::portfolio(p, self.feeds.position_pnl.as_ref().and_then(|f| valuation(f, p)), closed)
     }
 
     pub(super) fn catch_up_summary(&mut self) {
@@ -354,4 +357,10 @@ impl Connection {
             self.send(r);
         }
     }
+}
+
+/// A position's valuation for its portfolio row: its PnL row while that data is live; none (IB's
+/// "no value") otherwise, never last session's figures as if they were current.
+fn valuation<'a>(pnl: &'a Feed<PositionPnlRow>, p: &PositionRow) -> Option<&'a PositionPnlRow> {
+    if pnl.live() { pnl.told().rows.get(&(p.account.clone(), p.con_id)) } else { None }
 }
