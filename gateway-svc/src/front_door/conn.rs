@@ -191,8 +191,8 @@ impl Connection {
         rows.into_iter().map(|a| a.id.clone()).collect()
     }
 
-    /// Mirrors a health change: farm notices that changed, 1100 when the link goes, 1102 and
-    /// everything that changed meanwhile when it returns.
+    /// Mirrors a health change: farm notices that changed, 1100 when the link goes, 1102 and the
+    /// subscriptions' rows again when it returns.
     fn on_health(&mut self, h: &Health) {
         for f in &h.farms {
             if self.farms.get(&f.name) != Some(&f.code)
@@ -209,7 +209,8 @@ impl Connection {
         self.link_up = up;
         if up {
             // The client's subscriptions were kept and are served from the reconciled state:
-            // "data maintained", followed by whatever changed while the link was down.
+            // "data maintained", followed by the rows as they are now (every row of a kind that
+            // has become live again; see `feed`).
             let (code, text) = notice::LINK_RESTORED_DATA_MAINTAINED;
             self.send(&Reply::error(-1, code, text));
             self.catch_up_all();
