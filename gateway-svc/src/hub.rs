@@ -230,6 +230,15 @@ impl<T: Row> Hub<T> {
         self.publish(next, ChangeKind::Freshness, Vec::new(), Vec::new());
     }
 
+    /// Marks the data live again after IB restored the link with data maintained (1102), but
+    /// only data synced in session `epoch`: rows left from an earlier session stay stale until
+    /// their own resync.
+    pub fn live_again(&self, epoch: u64) {
+        if self.snapshot().epoch == epoch {
+            self.set_freshness(Freshness::Live);
+        }
+    }
+
     /// Marks the data stale for `reason`, keeping the first `since` of an ongoing outage.
     pub fn mark_stale(&self, reason: &str) {
         let f = self.snapshot().freshness.stale_from(reason);

@@ -7,7 +7,6 @@ use tracing::{debug, info, warn};
 
 use super::{Actor, End, lost};
 use crate::farm::{self, Farm, FarmStatus};
-use crate::model::Freshness;
 
 /// What a notice asks the session to do.
 pub(super) enum NoticeAction {
@@ -48,10 +47,13 @@ impl Actor {
                 *link_lost = false;
                 // Every subscription but the summary's carries on: its data is live again. (PnL
                 // was forgotten here once and stayed STALE after every 1102: data-truth seed 20017.)
-                self.state.accounts.set_freshness(Freshness::Live);
-                self.state.positions.set_freshness(Freshness::Live);
-                self.state.account_pnl.set_freshness(Freshness::Live);
-                self.state.position_pnl.set_freshness(Freshness::Live);
+                // Only data this session has already synced, though: rows still from the previous
+                // session (PnL, subscribed after READY, may still be collecting its first set)
+                // stay stale until their own resync.
+                self.state.accounts.live_again(self.epoch);
+                self.state.positions.live_again(self.epoch);
+                self.state.account_pnl.live_again(self.epoch);
+                self.state.position_pnl.live_again(self.epoch);
                 NoticeAction::RefreshSummary
             }
             code::PORT_RESET => {

@@ -84,3 +84,24 @@ fn the_link_is_what_makes_data_stale() {
     assert_eq!(a.state.health().state, SessionState::Degraded);
     assert!(matches!(a.state.positions.snapshot().freshness, Freshness::Stale { .. }));
 }
+
+#[test]
+fn data_maintained_makes_live_only_what_this_session_has_synced() {
+    let mut a = actor();
+    let (lost, maintained) = (tws_wire::notice::LINK_LOST, tws_wire::notice::LINK_RESTORED_DATA_MAINTAINED);
+    // Session 1 synced everything; session 2 has synced positions, and PnL is still collecting
+    // its first set (it is subscribed after READY), so the PnL rows are session 1's.
+    a.state.positions.resync(1, std::collections::BTreeMap::new());
+    a.state.account_pnl.resync(1, std::collections::BTreeMap::new());
+    a.state.mark_all_stale("upstream session lost");
+    a.epoch = 2;
+    a.state.positions.resync(2, std::collections::BTreeMap::new());
+    let mut link_lost = false;
+    a.on_notice(&notice(lost.0, lost.1), &mut link_lost);
+    a.on_notice(&notice(maintained.0, maintained.1), &mut link_lost);
+    assert_eq!(a.state.positions.snapshot().freshness, Freshness::Live);
+    assert!(
+        matches!(a.state.account_pnl.snapshot().freshness, Freshness::Stale { .. }),
+        "last session's PnL must not become live on 1102"
+    );
+}
