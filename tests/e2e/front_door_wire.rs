@@ -54,6 +54,48 @@ async fn orders_are_refused_for_their_id_and_the_connection_stays_up() {
 }
 
 #[tokio::test]
+async fn what_one_client_can_make_the_service_do_is_bounded() {
+    let (stack, addr) = start_front_door().await;
+    let (mut c, _) = WireClient::start(addr, 16).await;
+    // reqMarketDataType is fire and forget, as at a gateway: no error.
+    c.request(&Request::Unsupported { msg_id: msg::REQ_MARKET_DATA_TYPE, id: -1 }).await;
+    c.request(&Request::CurrentTime).await;
+    assert!(matches!(c.read_until(WITHIN, |r| !is_farm_notice(r)).await, Reply::CurrentTime(_)));
+
+    // PnL subscriptions beyond the per-kind limit are refused with 322 for their id.
+    for req_id in 0..256 {
+        c.request(&Request::Pnl { req_id, account: "DU1234567".into() }).await;
+    }
+    c.request(&Request::Pnl { req_id: 999, account: "DU1234567".into() }).await;
+    let refused = c
+        .read_find(WITHIN, |r| match r {
+            Reply::Error { id: 999, code, message } => Some((code, message)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(refused, (notice::UNSUPPORTED_CODE, notice::too_many("PnL", 256)));
+    // Re-using an open id replaces that subscription and is allowed.
+    c.request(&Request::Pnl { req_id: 5, account: "DU1234567".into() }).await;
+    c.request(&Request::CurrentTime).await;
+    c.read_until(WITHIN, |r| matches!(r, Reply::CurrentTime(_))).await;
+
+    // Thousands of requests in one write are answered in slices, every one of them.
+    let mut burst = Vec::new();
+    for _ in 0..2_000 {
+        tws_wire::frame::put_frame(&mut burst, &Request::Positions.encode_text(c.version()));
+    }
+    c.send_raw_frames(&burst).await;
+    let mut ends = 0;
+    while ends < 2_000 {
+        if c.read_until(WITHIN, |r| matches!(r, Reply::PositionEnd)).await == Reply::PositionEnd {
+            ends += 1;
+        }
+    }
+    drop(c);
+    stack.stop_and_check().await;
+}
+
+#[tokio::test]
 async fn versions_are_negotiated_like_a_gateway() {
     let (stack, addr) = start_front_door().await;
     for (range, expect) in

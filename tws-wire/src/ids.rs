@@ -105,7 +105,8 @@ pub fn describe(msg_id: u32) -> Option<(&'static str, IdField)> {
         13 => ("cancelNewsBulletins", NoId),
         14 => ("setServerLogLevel", NoId),
         18 => ("requestFA", NoId),
-        19 => ("replaceFA", At(1)),
+        // replaceFA carries its reqId last, after the XML: errors about it go to −1.
+        19 => ("replaceFA", NoId),
         20 => ("reqHistoricalData", VersionedBelow(124)),
         21 => ("exerciseOptions", At(1)),
         22 => ("reqScannerSubscription", VersionedBelow(143)),

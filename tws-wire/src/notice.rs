@@ -60,6 +60,11 @@ pub fn read_only(request: &str) -> String {
     format!("Error validating request.-'{request}' : cause - The API interface is currently in Read-Only mode.")
 }
 
+/// 322 for a subscription beyond a server's limit for its kind.
+pub fn too_many(what: &str, max: usize) -> String {
+    format!("Error processing request: Maximum number of {what} requests ({max}) exceeded")
+}
+
 /// The 326 text, with the id.
 pub fn client_id_in_use(client_id: i32) -> String {
     format!("Unable to connect as the client id is already in use. Retry with a unique client id. ({client_id})")

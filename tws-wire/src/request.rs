@@ -137,7 +137,9 @@ impl Request {
             Request::AccountUpdatesMulti { .. } => "account_updates_multi".into(),
             Request::CancelAccountUpdatesMulti { .. } => "cancel_account_updates_multi".into(),
             Request::OrderClass { msg_id, .. } => format!("order_class_{msg_id}"),
-            Request::Unsupported { msg_id, .. } => format!("unsupported_{msg_id}"),
+            // Bounded: an id nobody assigned is one name, whatever number a client sends.
+            Request::Unsupported { msg_id, .. } if ids::describe(*msg_id).is_some() => format!("unsupported_{msg_id}"),
+            Request::Unsupported { .. } => "unsupported_unknown".into(),
         }
     }
 
@@ -436,6 +438,8 @@ mod tests {
         assert_eq!(d(&["20", "43", "0"], 178), Ok(Request::Unsupported { msg_id: 20, id: 43 }));
         assert_eq!(d(&["59", "1", "3"], 178), Ok(Request::Unsupported { msg_id: 59, id: -1 }));
         assert_eq!(Request::api_name(20), "reqHistoricalData");
+        assert_eq!(Request::Unsupported { msg_id: 20, id: 1 }.name(), "unsupported_20");
+        assert_eq!(Request::Unsupported { msg_id: 123_456, id: -1 }.name(), "unsupported_unknown");
         assert_eq!(Request::api_name(999), "message 999");
     }
 

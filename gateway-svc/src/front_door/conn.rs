@@ -34,6 +34,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCOUNTS_WAIT: Duration = Duration::from_secs(3);
 /// After we close, how long the peer has to close its side.
 const PEER_CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// At shutdown, how long a last write (a client's pending answers) may take.
+const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Answers built before they are written: a client sending many requests in one read is
+/// answered in slices of about this size, so what one client costs stays bounded.
+const OUT_LIMIT: usize = 256 * 1024;
 
 /// Why a connection ends: logged, never sent.
 type Ending = String;
@@ -45,6 +50,16 @@ pub(super) struct Feeds {
     pub(super) summary: Option<Feed<SummaryRow>>,
     pub(super) account_pnl: Option<Feed<AccountPnlRow>>,
     pub(super) position_pnl: Option<Feed<PositionPnlRow>>,
+}
+
+impl Feeds {
+    fn hold_all(&mut self) {
+        let Feeds { positions, summary, account_pnl, position_pnl } = self;
+        positions.iter_mut().for_each(Feed::hold);
+        summary.iter_mut().for_each(Feed::hold);
+        account_pnl.iter_mut().for_each(Feed::hold);
+        position_pnl.iter_mut().for_each(Feed::hold);
+    }
 }
 
 pub(super) struct Connection {
@@ -107,8 +122,13 @@ impl Connection {
             self.door.release(id);
         }
         // Whatever explains the close (a 326) goes out first; then our FIN, and a moment for the
-        // client's, so neither side is left in CLOSE_WAIT.
-        let _ = self.flush().await;
+        // client's, so neither side is left in CLOSE_WAIT. At shutdown a client that does not
+        // read gets a short moment only: the service's grace is for everyone.
+        if self.door.shutdown.is_cancelled() {
+            let _ = timeout(CLOSING_WRITE_TIMEOUT, self.flush()).await;
+        } else {
+            let _ = self.flush().await;
+        }
         let _ = self.stream.shutdown().await;
         let deadline = Instant::now() + PEER_CLOSE_WAIT;
         let mut scratch = [0u8; 1024];
@@ -217,6 +237,9 @@ impl Connection {
         } else {
             let (code, text) = notice::LINK_LOST;
             self.send(&Reply::error(-1, code, text));
+            // Whatever the feeds were told last stops counting as live now, even if their own
+            // stale marks have not been caught up yet (the health change can win that race).
+            self.feeds.hold_all();
         }
     }
 
@@ -228,11 +251,19 @@ impl Connection {
             None => state.watch_health().1,
         };
         loop {
-            if let Err(e) = self.process_frames() {
-                return e;
+            let more = match self.process_frames() {
+                Ok(more) => more,
+                Err(e) => return e,
+            };
+            // A client that stops reading holds its own task for up to WRITE_TIMEOUT, never the
+            // service's shutdown.
+            tokio::select! {
+                r = self.flush() => if let Err(e) = r { return e },
+                () = shutdown.cancelled() => return "gateway-svc stopping".into(),
             }
-            if let Err(e) = self.flush().await {
-                return e;
+            if more {
+                // Requests answered in slices: the rest of the buffer before any new read.
+                continue;
             }
             let Connection { stream, buf, feeds, .. } = self;
             let Feeds { positions, summary, account_pnl, position_pnl } = feeds;
@@ -275,11 +306,16 @@ impl Connection {
         }
     }
 
-    fn process_frames(&mut self) -> Result<(), Ending> {
+    /// Answers the complete requests in the buffer, until the answers reach [`OUT_LIMIT`].
+    /// Returns whether requests are left for after the flush.
+    fn process_frames(&mut self) -> Result<bool, Ending> {
         loop {
+            if self.out.len() >= OUT_LIMIT {
+                return Ok(true);
+            }
             let body = match frame::take_frame(&mut self.buf) {
                 Ok(Some(body)) => body,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(false),
                 Err(e) => return Err(self.bad_input(&e)),
             };
             match decode_request(&body, self.codec, self.version) {

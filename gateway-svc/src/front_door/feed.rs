@@ -25,13 +25,16 @@ pub(super) struct Diff<T> {
 pub(super) struct Feed<T: Row> {
     rx: broadcast::Receiver<Arc<Change<T>>>,
     told: Arc<Snapshot<T>>,
+    /// The client was told the link is down (1100) since `told` was taken: whatever `told` says,
+    /// it is not live for this client until the next catch-up sends the rows again.
+    held: bool,
 }
 
 impl<T: Row> Feed<T> {
     /// Starts following `hub`; the client is taken to know its current state.
     pub(super) fn open(hub: &Hub<T>) -> Self {
         let (told, rx) = hub.subscribe();
-        Self { rx, told }
+        Self { rx, told, held: false }
     }
 
     /// What the client was last told.
@@ -58,7 +61,13 @@ impl<T: Row> Feed<T> {
 
     /// Whether what the client was last told is live data.
     pub(super) fn live(&self) -> bool {
-        self.told.freshness == Freshness::Live
+        !self.held && self.told.freshness == Freshness::Live
+    }
+
+    /// The client has been told the link is down: nothing it holds counts as live until the
+    /// next catch-up has sent every row again (which happens only once the data is live).
+    pub(super) fn hold(&mut self) {
+        self.held = true;
     }
 
     /// Moves the client's view to the hub's current state and returns the difference. When the
@@ -66,16 +75,19 @@ impl<T: Row> Feed<T> {
     /// was not live (see [`Feed::live`]) goes out now even if its value did not change.
     pub(super) fn catch_up(&mut self, hub: &Hub<T>) -> Diff<T> {
         let now = hub.snapshot();
-        let diff = if Arc::ptr_eq(&now, &self.told) {
-            Diff { upserts: Vec::new(), removals: Vec::new() }
-        } else if now.freshness == Freshness::Live && !self.live() {
+        let now_live = now.freshness == Freshness::Live;
+        let diff = if now_live && !self.live() {
             let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
             Diff { upserts: now.rows.values().cloned().collect(), removals: removals.collect() }
+        } else if Arc::ptr_eq(&now, &self.told) {
+            Diff { upserts: Vec::new(), removals: Vec::new() }
         } else {
             let upserts = now.rows.iter().filter(|(k, r)| self.told.rows.get(*k) != Some(*r)).map(|(_, r)| r.clone());
             let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
             Diff { upserts: upserts.collect(), removals: removals.collect() }
         };
+        // Live data just went out in full (or had already): nothing is held any more.
+        self.held &= !now_live;
         self.told = now;
         diff
     }
@@ -127,5 +139,13 @@ mod tests {
         assert_eq!(d.upserts, vec![row("A", "3")]);
         assert!(feed.live());
         assert!(feed.catch_up(&hub).upserts.is_empty(), "told once, not again");
+
+        // Told 1100 while the hub still looked live (its stale mark not yet caught up): nothing
+        // counts as live, and the next live catch-up sends every row again.
+        feed.hold();
+        assert!(!feed.live());
+        let d = feed.catch_up(&hub);
+        assert_eq!(d.upserts, vec![row("A", "3")], "every row again, though nothing changed");
+        assert!(feed.live());
     }
 }

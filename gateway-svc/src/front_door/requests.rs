@@ -14,6 +14,9 @@ use crate::model::{PositionPnlRow, PositionRow, SummaryRow};
 
 /// At most two account-summary subscriptions per client, as a gateway enforces.
 const MAX_SUMMARIES: usize = 2;
+/// Most subscriptions per client of each other kind (account updates multi, PnL, single PnL):
+/// far more than a program follows, and a bound on what one client can make the service send.
+const MAX_PER_KIND: usize = 256;
 
 /// One `reqAccountSummary`: its tags, and the one account it asks for (`None`: group `All`).
 #[derive(Debug)]
@@ -100,6 +103,9 @@ impl Connection {
                 info!(conn = self.conn, request = %api, id, "refused an order-class request: the front door is read-only");
                 self.send(&Reply::error(id, notice::READ_ONLY_CODE, notice::read_only(&api)));
             }
+            // Fire and forget at a gateway too: it changes which market data later requests get,
+            // and the front door serves none.
+            Request::Unsupported { msg_id: tws_wire::ids::request::REQ_MARKET_DATA_TYPE, .. } => {}
             Request::Unsupported { msg_id, id } => {
                 let api = Request::api_name(msg_id);
                 debug!(conn = self.conn, request = %api, id, "refused an unsupported request");
@@ -110,6 +116,16 @@ impl Connection {
                 self.send(&Reply::error(id, notice::UNSUPPORTED_CODE, text));
             }
         }
+    }
+
+    /// Refuses (322) a subscription beyond [`MAX_PER_KIND`] of its kind; re-using an open
+    /// request id replaces that subscription and is always allowed.
+    fn over_limit(&mut self, open: usize, reused: bool, req_id: i32, what: &str) -> bool {
+        let over = open >= MAX_PER_KIND && !reused;
+        if over {
+            self.send(&Reply::error(req_id, notice::UNSUPPORTED_CODE, notice::too_many(what, MAX_PER_KIND)));
+        }
+        over
     }
 
     fn is_account(&self, account: &str) -> bool {
@@ -191,6 +207,14 @@ impl Connection {
     }
 
     fn account_updates_multi(&mut self, req_id: i32, account: String) {
+        if self.over_limit(
+            self.subs.multi.len(),
+            self.subs.multi.contains_key(&req_id),
+            req_id,
+            "account updates multi",
+        ) {
+            return;
+        }
         let account = match account.as_str() {
             "" | "All" => None,
             a if self.is_account(a) => Some(account),
@@ -216,6 +240,9 @@ impl Connection {
     }
 
     fn pnl(&mut self, req_id: i32, account: String) {
+        if self.over_limit(self.subs.pnl.len(), self.subs.pnl.contains_key(&req_id), req_id, "PnL") {
+            return;
+        }
         if !self.is_account(&account) {
             self.unknown_account(req_id, &account);
             return;
@@ -233,6 +260,10 @@ impl Connection {
     }
 
     fn pnl_single(&mut self, req_id: i32, account: String, con_id: i64) {
+        let (open, again) = (self.subs.pnl_single.len(), self.subs.pnl_single.contains_key(&req_id));
+        if self.over_limit(open, again, req_id, "PnL single") {
+            return;
+        }
         if !self.is_account(&account) {
             self.unknown_account(req_id, &account);
             return;

@@ -52,6 +52,8 @@ impl Connection {
                 warn!(conn = self.id, msg_id, id, "order-class message received by a read-only gateway");
                 self.send_error(id, notice::READ_ONLY_CODE, notice::read_only(&Request::api_name(msg_id)));
             }
+            // Fire and forget at a gateway: it only changes which market data later requests get.
+            Request::Unsupported { msg_id: tws_wire::ids::request::REQ_MARKET_DATA_TYPE, .. } => {}
             Request::Unsupported { msg_id, id } => {
                 let msg = format!("Error processing request: {} is not supported", Request::api_name(msg_id));
                 self.send_error(id, notice::UNSUPPORTED_CODE, msg);

@@ -103,6 +103,11 @@ impl WireClient {
         self.send_raw_frame(&req.encode_text(self.version)).await;
     }
 
+    /// Writes already framed bytes as they are (many requests in one write).
+    pub async fn send_raw_frames(&mut self, framed: &[u8]) {
+        let _ = self.stream.write_all(framed).await;
+    }
+
     /// Sends `body` as one frame, whatever it holds.
     pub async fn send_raw_frame(&mut self, body: &[u8]) {
         let mut out = Vec::with_capacity(4 + body.len());
