@@ -31,6 +31,21 @@ def control_call(control, method, path, body=None):
     return json.loads(text) if text else None
 
 
+def pnl_truth(control, account, con_id):
+    """What the simulator puts on the wire now: (daily, unrealized, realized) of the account and
+    (position, daily, unrealized, realized, value) of its position in `con_id`."""
+    t = control_call(control, "GET", f"/pnl/{account}")
+    s = control_call(control, "GET", f"/pnl/{account}/{con_id}")
+    return ((t["daily"], t["unrealized"], t["realized"]),
+            (float(s["position"]), s["daily"], s["unrealized"], s["realized"], s["value"]))
+
+
+def tick(control, con_id, by):
+    """Moves `con_id`'s price by `by` through the simulator's control API."""
+    price = next(p["price"] for p in control_call(control, "GET", "/prices") if p["con_id"] == con_id)
+    control_call(control, "PATCH", "/prices", [{"con_id": con_id, "price": price + by}])
+
+
 def wait(pred, what, fail, secs=10):
     """Polls `pred` from a plain thread until it holds, for at most `secs` × patience."""
     deadline = time.monotonic() + secs * PATIENCE

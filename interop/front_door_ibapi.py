@@ -7,14 +7,13 @@ lives through a gateway restart (1100, then 1102, positions read again). Every w
 deadline scaled by IBGW_TEST_PATIENCE.
 """
 import sys
-import threading
 
 from ibapi.contract import Contract
 from ibapi.order import Order
 
-from common import PATIENCE, control_call, fail_with
+from common import control_call, fail_with
 from common import wait as wait_with
-from ibapi_official_check import App
+from ibapi_official_check import connect
 
 fail = fail_with("ibapi-latest via front door")
 
@@ -33,13 +32,7 @@ def read_positions(app):
 
 
 def main(host, port, control):
-    app = App()
-    app.connect(host, port, clientId=11)
-    threading.Thread(target=app.run, daemon=True).start()
-    if not app.ready.wait(10 * PATIENCE):
-        fail("no managedAccounts/nextValidId")
-    if app.serverVersion() != 226:
-        fail(f"negotiated {app.serverVersion()}, expected 226 (protobuf)")
+    app = connect(host, port, 11, fail)
     truth = control_call(control, "GET", "/positions")
     positions = read_positions(app)
     if len(positions) != len(truth):

@@ -12,7 +12,7 @@ import sys
 
 from ib_async import IB
 
-from common import PATIENCE, Warnings, control_call, fail_with
+from common import PATIENCE, Warnings, fail_with, pnl_truth, tick
 from common import until as until_with
 
 fail = fail_with("ib_async")
@@ -37,19 +37,15 @@ async def check_pnl_against_truth(ib, control, account, pnl, con_id=265598):
     await until(lambda: single.value == single.value, "pnlSingle")  # not NaN: arrived
 
     def truth():
-        t = control_call(control, "GET", f"/pnl/{account}")
-        s = control_call(control, "GET", f"/pnl/{account}/{con_id}")
-        return ((t["daily"], t["unrealized"], t["realized"]),
-                (float(s["position"]), s["daily"], s["unrealized"], s["realized"], s["value"]))
+        return pnl_truth(control, account, con_id)
 
     def matches():
         want_pnl, want_single = truth()
         return pnl_values(pnl) == want_pnl and single_values(single) == want_single
 
     await until(matches, f"PnL equal to the simulator's: {pnl} {single} vs {truth()}")
-    price = next(p["price"] for p in control_call(control, "GET", "/prices") if p["con_id"] == con_id)
     before = pnl.dailyPnL
-    control_call(control, "PATCH", "/prices", [{"con_id": con_id, "price": price + 1.25}])
+    tick(control, con_id, 1.25)
     await until(lambda: pnl.dailyPnL != before and matches(),
                 f"PnL after a tick equal to the simulator's: {pnl} {single} vs {truth()}")
     ib.cancelPnLSingle(account, "", con_id)

@@ -13,7 +13,7 @@ import threading
 from ibapi.client import EClient
 from ibapi.wrapper import EWrapper
 
-from common import PATIENCE, control_call, fail_with
+from common import PATIENCE, fail_with, pnl_truth, tick
 from common import wait as wait_with
 
 fail = fail_with("ibapi-latest")
@@ -80,19 +80,12 @@ def check_pnl_against_truth(app, control, account, con_id=265598):
     app.reqPnLSingle(9003, account, "", con_id)
     wait(lambda: app.pnl_single_value, "pnlSingle")
 
-    def truth():
-        t = control_call(control, "GET", f"/pnl/{account}")
-        s = control_call(control, "GET", f"/pnl/{account}/{con_id}")
-        return ((t["daily"], t["unrealized"], t["realized"]),
-                (float(s["position"]), s["daily"], s["unrealized"], s["realized"], s["value"]))
-
     def matches():
-        return (app.pnl_value, app.pnl_single_value) == truth()
+        return (app.pnl_value, app.pnl_single_value) == pnl_truth(control, account, con_id)
 
     wait(matches, "PnL equal to the simulator's")
-    price = next(p["price"] for p in control_call(control, "GET", "/prices") if p["con_id"] == con_id)
     before = app.pnl_value
-    control_call(control, "PATCH", "/prices", [{"con_id": con_id, "price": price + 1.25}])
+    tick(control, con_id, 1.25)
     wait(lambda: app.pnl_value != before and matches(), "PnL after a tick equal to the simulator's")
     app.cancelPnLSingle(9003)
 
@@ -101,14 +94,20 @@ def wait(pred, what, secs=10):
     wait_with(pred, what, fail, secs)
 
 
-def main(host, port, control=None):
+def connect(host, port, client_id, fail):
+    """A started App on its reader thread, at protobuf v226; `fail` reports what went wrong."""
     app = App()
-    app.connect(host, port, clientId=11)
+    app.connect(host, port, clientId=client_id)
     threading.Thread(target=app.run, daemon=True).start()
     if not app.ready.wait(10 * PATIENCE):
         fail("no managedAccounts/nextValidId")
     if app.serverVersion() != 226:
         fail(f"negotiated {app.serverVersion()}, expected 226 (protobuf)")
+    return app
+
+
+def main(host, port, control=None):
+    app = connect(host, port, 11, fail)
     app.reqPositions()
     wait(app.positions_done.is_set, "positionEnd")
     if len(app.positions) < 5:
