@@ -68,31 +68,26 @@ impl WireClient {
 
     /// Sends reqPositions and reads the snapshot up to PositionEnd; returns how many rows it had.
     pub async fn subscribe_positions(&mut self, within: Duration) -> Result<usize> {
-        let deadline = Instant::now() + within;
-        self.request(&Request::Positions).await?;
-        let mut rows = 0;
-        loop {
-            let f = self.frame(deadline).await?;
-            match msg_id(&f) {
-                Some(id::POSITION) => rows += 1,
-                Some(id::POSITION_END) => return Ok(rows),
-                _ => {}
-            }
-        }
+        self.rows_until(&Request::Positions, id::POSITION, id::POSITION_END, within).await
     }
 
     /// Sends reqAccountSummary (group `All`, three tags) and reads up to its end; returns how
     /// many rows it had.
     pub async fn account_summary(&mut self, req_id: i32, within: Duration) -> Result<usize> {
-        let deadline = Instant::now() + within;
         let tags = ["NetLiquidation", "TotalCashValue", "BuyingPower"].map(str::to_owned).to_vec();
-        self.request(&Request::AccountSummary { req_id, group: "All".into(), tags }).await?;
+        let req = Request::AccountSummary { req_id, group: "All".into(), tags };
+        self.rows_until(&req, id::ACCOUNT_SUMMARY, id::ACCOUNT_SUMMARY_END, within).await
+    }
+
+    /// Sends `req` and counts its `row` messages up to its `end` message.
+    async fn rows_until(&mut self, req: &Request, row: u32, end: u32, within: Duration) -> Result<usize> {
+        let deadline = Instant::now() + within;
+        self.request(req).await?;
         let mut rows = 0;
         loop {
-            let f = self.frame(deadline).await?;
-            match msg_id(&f) {
-                Some(id::ACCOUNT_SUMMARY) => rows += 1,
-                Some(id::ACCOUNT_SUMMARY_END) => return Ok(rows),
+            match msg_id(&self.frame(deadline).await?) {
+                Some(m) if m == row => rows += 1,
+                Some(m) if m == end => return Ok(rows),
                 _ => {}
             }
         }

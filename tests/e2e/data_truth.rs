@@ -23,7 +23,7 @@ use tonic::Streaming;
 use tws_wire::{Reply, Request};
 
 use crate::support::patience;
-use crate::support::stack::{Stack, fast_settings, start_stack_with};
+use crate::support::stack::{Stack, fast_settings, start_stack_with, with_front_door};
 use crate::support::wire::{Read, WireClient};
 
 /// Seeds that once found a defect, run on every test run before the random ones.
@@ -447,10 +447,7 @@ fn seeds(default: usize, offset: u64, kept: &[u64]) -> Vec<u64> {
 async fn run(default_cases: usize, offset: u64, faults: bool) {
     // Summary changes and PnL arrive on the gateway's cadences; short ones keep quiet points quick.
     let scenario = Scenario { account_summary_refresh_ms: 20, pnl_interval_ms: 20, ..Scenario::default() };
-    let mut settings = fast_settings();
-    settings.tws_api.enabled = true;
-    settings.tws_api.listen = "127.0.0.1:0".into();
-    let stack = start_stack_with(settings, scenario).await;
+    let stack = start_stack_with(with_front_door(fast_settings()), scenario).await;
     let mut clients = Clients::open(&stack).await;
     let template = stack.sim().positions().into_iter().find(|p| p.con_id == CONTRACTS[0].0).expect("AAPL in the book");
     let seeds = seeds(default_cases, offset, if faults { KEPT_FAULT_SEEDS } else { KEPT_SEEDS });

@@ -10,17 +10,14 @@ use ib_sim::{Fault, PriceTick};
 use ibapi::accounts::{AccountSummaryResult, AccountSummaryTags, PositionUpdate};
 use ibapi::prelude::{AccountGroup, AccountId, Client, ContractId, SubscriptionItem};
 
-use crate::support::stack::{Stack, fast_settings, start_stack_with};
+use crate::support::stack::{Stack, fast_settings, start_stack_with, with_front_door};
 use crate::support::{eventually, patience};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
 /// The stack with the front door on an ephemeral loopback port.
 pub async fn start_front_door() -> (Stack, SocketAddr) {
-    let mut settings = fast_settings();
-    settings.tws_api.enabled = true;
-    settings.tws_api.listen = "127.0.0.1:0".into();
-    let stack = start_stack_with(settings, ib_sim::Scenario::default()).await;
+    let stack = start_stack_with(with_front_door(fast_settings()), ib_sim::Scenario::default()).await;
     let addr = stack.demo.service.tws_api_addr.expect("the front door is on");
     (stack, addr)
 }

@@ -42,6 +42,8 @@ const OUT_LIMIT: usize = 256 * 1024;
 
 /// Why a connection ends: logged, never sent.
 type Ending = String;
+/// Every health change from some point on (see [`crate::state::State::watch_health`]).
+type HealthChanges = broadcast::Receiver<Arc<Health>>;
 
 /// The data kinds a client follows, each as told to it.
 #[derive(Debug, Default)]
@@ -77,8 +79,6 @@ pub(super) struct Connection {
     pub(super) link_up: bool,
     /// Farm notices as last told: name → code.
     farms: BTreeMap<String, i32>,
-    /// Health changes since the start-up messages were built from the health of that moment.
-    health: Option<broadcast::Receiver<Arc<Health>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -102,12 +102,11 @@ pub(super) async fn serve(door: Arc<FrontDoor>, stream: TcpStream, peer: SocketA
         feeds: Feeds::default(),
         link_up: true,
         farms: BTreeMap::new(),
-        health: None,
     };
     let shutdown = c.door.shutdown.clone();
     let ending = tokio::select! {
         r = timeout(HANDSHAKE_TIMEOUT, c.handshake()) => match r {
-            Ok(Ok(())) => c.main_loop().await,
+            Ok(Ok(health)) => c.main_loop(health).await,
             Ok(Err(ending)) => ending,
             Err(_) => "handshake timed out".into(),
         },
@@ -155,7 +154,9 @@ impl Connection {
         format!("malformed input: {e}")
     }
 
-    async fn handshake(&mut self) -> Result<(), Ending> {
+    /// Through START_API and the start-up messages; returns the health changes that follow
+    /// the health those messages were built from.
+    async fn handshake(&mut self) -> Result<HealthChanges, Ending> {
         let mut opening = Handshake::new(SERVER_MAX_VERSION);
         let client_id = loop {
             match opening.step(&mut self.buf) {
@@ -188,7 +189,7 @@ impl Connection {
 
     /// managedAccounts, nextValidId, the farms, and 1100 when the link is down: what a gateway
     /// sends after START_API.
-    async fn start_up(&mut self) -> Result<(), Ending> {
+    async fn start_up(&mut self) -> Result<HealthChanges, Ending> {
         let mut health = self.door.state.health.subscribe();
         if !self.door.state.accounts.snapshot().synced {
             let _ = timeout(ACCOUNTS_WAIT, health.wait_for(|_| self.door.state.accounts.snapshot().synced)).await;
@@ -198,9 +199,9 @@ impl Connection {
         // Subscribed before reading, so no change falls between what the client is told now and
         // what the main loop hears.
         let (now, changes) = self.door.state.watch_health();
-        self.health = Some(changes);
         self.on_health(&now);
-        self.flush().await
+        self.flush().await?;
+        Ok(changes)
     }
 
     /// Managed accounts in the gateway's order.
@@ -243,13 +244,9 @@ impl Connection {
         }
     }
 
-    async fn main_loop(&mut self) -> Ending {
+    async fn main_loop(&mut self, mut health: HealthChanges) -> Ending {
         let state = Arc::clone(&self.door.state);
         let shutdown = self.door.shutdown.clone();
-        let mut health = match self.health.take() {
-            Some(rx) => rx,
-            None => state.watch_health().1,
-        };
         loop {
             let more = match self.process_frames() {
                 Ok(more) => more,

@@ -76,14 +76,14 @@ impl<T: Row> Feed<T> {
     pub(super) fn catch_up(&mut self, hub: &Hub<T>) -> Diff<T> {
         let now = hub.snapshot();
         let now_live = now.freshness == Freshness::Live;
-        let diff = if now_live && !self.live() {
-            let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
-            Diff { upserts: now.rows.values().cloned().collect(), removals: removals.collect() }
-        } else if Arc::ptr_eq(&now, &self.told) {
+        let everything = now_live && !self.live();
+        let diff = if Arc::ptr_eq(&now, &self.told) && !everything {
             Diff { upserts: Vec::new(), removals: Vec::new() }
         } else {
-            let upserts = now.rows.iter().filter(|(k, r)| self.told.rows.get(*k) != Some(*r)).map(|(_, r)| r.clone());
-            let removals = self.told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
+            let told = &self.told.rows;
+            let upserts =
+                now.rows.iter().filter(|(k, r)| everything || told.get(*k) != Some(*r)).map(|(_, r)| r.clone());
+            let removals = told.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
             Diff { upserts: upserts.collect(), removals: removals.collect() }
         };
         // Live data just went out in full (or had already): nothing is held any more.
@@ -91,6 +91,12 @@ impl<T: Row> Feed<T> {
         self.told = now;
         diff
     }
+}
+
+/// What a followed kind has to send now: nothing while the link is down (the client was told
+/// 1100, and what changes goes out after 1102) or when the client does not follow the kind.
+pub(super) fn due<T: Row>(feed: &mut Option<Feed<T>>, link_up: bool, hub: &Hub<T>) -> Option<Diff<T>> {
+    feed.as_mut().filter(|_| link_up).map(|f| f.catch_up(hub))
 }
 
 /// Waits for `feed` to ring; never resolves when there is no feed (for `select!`).

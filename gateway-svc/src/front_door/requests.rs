@@ -8,7 +8,7 @@ use tws_wire::account_summary::{TagSelection, looks_like_ledger};
 use tws_wire::{Reply, Request, notice};
 
 use super::conn::Connection;
-use super::feed::Feed;
+use super::feed::{self, Feed};
 use super::rows;
 use crate::model::{PositionPnlRow, PositionRow, SummaryRow};
 
@@ -289,14 +289,8 @@ impl Connection {
         self.catch_up_position_pnl();
     }
 
-    /// While the link is down nothing is pushed: the client was told (1100), and what changes
-    /// goes out after 1102.
     pub(super) fn catch_up_positions(&mut self) {
-        if !self.link_up {
-            return;
-        }
-        let Some(feed) = self.feeds.positions.as_mut() else { return };
-        let diff = feed.catch_up(&self.door.state.positions);
+        let Some(diff) = feed::due(&mut self.feeds.positions, self.link_up, &self.door.state.positions) else { return };
         let updates_for = self.subs.account_updates.clone();
         for (list, closed) in [(&diff.upserts, false), (&diff.removals, true)] {
             for p in list {
@@ -316,12 +310,8 @@ impl Connection {
     }
 
     pub(super) fn catch_up_summary(&mut self) {
-        if !self.link_up {
-            return;
-        }
-        let Some(feed) = self.feeds.summary.as_mut() else { return };
         // Values that disappear are forgotten without a message, as a gateway does.
-        let diff = feed.catch_up(&self.door.state.summary);
+        let Some(diff) = feed::due(&mut self.feeds.summary, self.link_up, &self.door.state.summary) else { return };
         let mut out = Vec::new();
         for r in &diff.upserts {
             for (req_id, sub) in &self.subs.summaries {
@@ -344,11 +334,9 @@ impl Connection {
     }
 
     pub(super) fn catch_up_account_pnl(&mut self) {
-        if !self.link_up {
+        let Some(diff) = feed::due(&mut self.feeds.account_pnl, self.link_up, &self.door.state.account_pnl) else {
             return;
-        }
-        let Some(feed) = self.feeds.account_pnl.as_mut() else { return };
-        let diff = feed.catch_up(&self.door.state.account_pnl);
+        };
         let mut out = Vec::new();
         for r in &diff.upserts {
             for (req_id, account) in &self.subs.pnl {
@@ -363,11 +351,9 @@ impl Connection {
     }
 
     pub(super) fn catch_up_position_pnl(&mut self) {
-        if !self.link_up {
+        let Some(diff) = feed::due(&mut self.feeds.position_pnl, self.link_up, &self.door.state.position_pnl) else {
             return;
-        }
-        let Some(feed) = self.feeds.position_pnl.as_mut() else { return };
-        let diff = feed.catch_up(&self.door.state.position_pnl);
+        };
         let mut out = Vec::new();
         for r in &diff.upserts {
             for (req_id, (account, con_id)) in &self.subs.pnl_single {

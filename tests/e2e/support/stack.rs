@@ -34,6 +34,13 @@ pub fn fast_settings() -> Settings {
     s
 }
 
+/// `s` with the TWS front door on an ephemeral loopback port.
+pub fn with_front_door(mut s: Settings) -> Settings {
+    s.tws_api.enabled = true;
+    s.tws_api.listen = "127.0.0.1:0".into();
+    s
+}
+
 pub async fn start_stack() -> Stack {
     start_stack_with(fast_settings(), Scenario::default()).await
 }
