@@ -151,12 +151,22 @@ pub(crate) struct TraderResult {
 
 /// `runs` trader runs spread over `over`, each on a fresh channel.
 pub(crate) async fn trader(addr: SocketAddr, runs: u64, over: Duration) -> TraderResult {
+    spread(runs, over, |_| trader_once(addr)).await
+}
+
+/// `runs` runs of `run` spread evenly over `over`. A run answers whether it was answered from
+/// stale data (allowed during an outage; counted for the record), or why it failed.
+pub(crate) async fn spread<F, Fut>(runs: u64, over: Duration, mut run: F) -> TraderResult
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
     let mut r = TraderResult::default();
     let pause = if runs == 0 { Duration::ZERO } else { over / runs as u32 };
-    for _ in 0..runs {
+    for i in 0..runs {
         let started = Instant::now();
         r.runs += 1;
-        match trader_once(addr).await {
+        match run(i).await {
             Ok(stale) => {
                 r.ok += 1;
                 r.stale_answers += u64::from(stale);

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use gateway_svc::model::decimal;
@@ -15,7 +15,7 @@ use ibapi::prelude::{AccountGroup, Client, SubscriptionItem};
 
 use gateway_svc::state::State;
 
-use crate::actors::{DashboardResult, TraderResult, Truth};
+use crate::actors::{DashboardResult, TraderResult, Truth, spread};
 
 /// Client ids of the short runs start here; the long-lived client uses 1 (the service's own
 /// upstream id: front-door ids are virtual).
@@ -26,26 +26,18 @@ const WITHIN: Duration = Duration::from_secs(10);
 /// is told so (1100 after START_API) and answered from the last known data: a stale answer, not
 /// a failure.
 pub(crate) async fn runs(addr: SocketAddr, runs: u64, over: Duration, state: Arc<State>) -> TraderResult {
-    let mut r = TraderResult::default();
-    let pause = if runs == 0 { Duration::ZERO } else { over / runs as u32 };
-    for i in 0..runs {
-        let started = Instant::now();
-        r.runs += 1;
+    spread(runs, over, |i| {
         let id = FIRST_RUN_ID + i32::try_from(i % 100_000).unwrap_or_default();
         let down = !state.health().is_ready();
-        match tokio::time::timeout(WITHIN, once(addr, id)).await {
-            Ok(Ok(())) => {
-                r.ok += 1;
-                r.stale_answers += u64::from(down);
-                r.latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        async move {
+            match tokio::time::timeout(WITHIN, once(addr, id)).await {
+                Ok(Ok(())) => Ok(down),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(format!("run {i}: no answer within {WITHIN:?}")),
             }
-            Ok(Err(e)) if r.errors.len() < 5 => r.errors.push(e),
-            Err(_) if r.errors.len() < 5 => r.errors.push(format!("run {i}: no answer within {WITHIN:?}")),
-            _ => {}
         }
-        tokio::time::sleep(pause.saturating_sub(started.elapsed())).await;
-    }
-    r
+    })
+    .await
 }
 
 async fn once(addr: SocketAddr, client_id: i32) -> Result<(), String> {
