@@ -321,32 +321,31 @@ async fn a_malformed_account_is_an_account_error() {
     stack.stop_and_check().await;
 }
 
+/// A position's share of net liquidation is its market value (the PnL row's, in the base
+/// currency) over the account's NetLiquidation: AAPL 100 @ 150.25 priced at 189.38 is 15.10% of
+/// the account, never the 11.98% its cost basis would give.
 #[tokio::test]
-async fn a_position_in_another_currency_is_not_divided_by_a_usd_net_liquidation() {
-    let stack = start_stack().await;
-    let mut sap = stack.sim().positions().into_iter().find(|p| p.account == "DU1234567").unwrap();
-    sap.con_id = 14_094;
-    sap.symbol = "SAP".into();
-    sap.currency = "EUR".into();
-    sap.quantity = "10".into();
-    stack.sim().upsert_positions(vec![sap]).unwrap();
-    let client = stack.client.clone();
-    eventually("SAP in the positions", Duration::from_secs(10), || {
-        let mut c = client.clone();
-        async move {
-            let r = c.get_positions(pb::GetPositionsRequest { symbols: vec!["SAP".into()], ..Default::default() });
-            (!r.await.ok()?.into_inner().positions.is_empty()).then_some(())
-        }
+async fn a_positions_share_of_net_liquidation_is_its_market_value() {
+    let stack = start_stack_with(fast_settings(), quick_pnl()).await;
+    let served = served_position_pnl(&stack, "AAPL's PnL", |r| {
+        r.positions.iter().any(|p| p.account == "DU1234567" && p.con_id == 265_598)
     })
     .await;
-    let out = run(&grpc_url(&stack), &["--symbols", "SAP,AAPL", "--account", "DU1234567"], RUN).await;
+    let aapl = served.positions.iter().find(|p| p.account == "DU1234567" && p.con_id == 265_598).unwrap();
+    let summary =
+        stack.client.clone().get_account_summary(pb::GetAccountSummaryRequest::default()).await.unwrap().into_inner();
+    let nlv = summary.values.iter().find(|v| v.account == "DU1234567" && v.tag == "NetLiquidation").unwrap();
+    let expected = aapl.market_value.parse::<f64>().unwrap() / nlv.value.parse::<f64>().unwrap() * 100.0;
+    let cost_share = 100.0 * 150.25 / nlv.value.parse::<f64>().unwrap() * 100.0;
+    assert!((expected - cost_share).abs() > 1.0, "the scenario tells value and cost apart");
+
+    let out = run(&grpc_url(&stack), &["--symbols", "AAPL", "--account", "DU1234567"], RUN).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let sap_line = out.stdout.lines().find(|l| l.trim_start().starts_with("SAP")).unwrap();
-    assert!(sap_line.contains("n/a (EUR vs USD)"), "{}", out.stdout);
-    assert!(!sap_line.contains("% of NLV"), "{}", out.stdout);
     let aapl_line = out.stdout.lines().find(|l| l.trim_start().starts_with("AAPL")).unwrap();
-    assert!(aapl_line.contains("11.98% of NLV"), "same currency still gets its share: {}", out.stdout);
-    drop(client);
+    assert!(aapl_line.contains(&format!("{expected:.2}% of NLV")), "{expected:.2}%: {}", out.stdout);
+    let doc = json(&run(&grpc_url(&stack), &["--symbols", "AAPL", "--account", "DU1234567", "--json"], RUN).await);
+    let pct = line(&doc, "DU1234567", "AAPL", "STK")["share_of_net_liquidation_pct"].as_f64().unwrap();
+    assert!((pct - expected).abs() < 0.006, "{pct} vs {expected}");
     stack.stop_and_check().await;
 }
 

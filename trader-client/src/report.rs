@@ -128,11 +128,13 @@ pub struct Line {
     pub avg_cost: String,
     /// Currency of the position (of its average cost); empty when there is no position.
     pub currency: String,
-    /// Cost basis (quantity × average cost) as a share of net liquidation, in percent. Only ever
-    /// computed against a net liquidation in the position's own currency.
+    /// Market value as a share of net liquidation, in percent: the position's value from its PnL
+    /// row (in the account's base currency) over the account's net liquidation (which IB reports
+    /// in the base currency too). Never computed from the cost basis, which is not what the
+    /// position is worth.
     pub share_of_net_liquidation_pct: Option<f64>,
-    /// Why there is no share when a position exists, e.g. "USD vs EUR" (no net liquidation in
-    /// the position's currency: amounts in different currencies are never divided).
+    /// Why there is no share when a position exists, e.g. "no market value: no PnL yet" or
+    /// "NetLiquidation in EUR, USD" (no one base-currency figure to divide by).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub share_unavailable: Option<String>,
     /// The position's value and PnL; `null` without a position or when there is none to show.
@@ -443,12 +445,12 @@ fn account(id: &str, answers: &Answers<'_>, wanted: &Wanted<'_>) -> AccountRepor
             } else {
                 p.sec_type.clone()
             };
-            let (share, unavailable) = match share_of_nlv(p, &nlv) {
-                Ok(pct) => (Some(pct), None),
-                Err(why) => (None, Some(why)),
-            };
             let (pnl, pnl_unavailable) = match position_pnl(p, answers.position_pnl, wanted) {
                 Ok(v) => (Some(v), None),
+                Err(why) => (None, Some(why)),
+            };
+            let (share, unavailable) = match share_of_nlv(pnl.as_ref(), pnl_unavailable.as_deref(), &nlv) {
+                Ok(pct) => (Some(pct), None),
                 Err(why) => (None, Some(why)),
             };
             lines.push(Line {
@@ -525,26 +527,32 @@ fn position_pnl(
     })
 }
 
-/// The position's cost basis (quantity × average cost, in the position's currency) as a percentage
-/// of the account's net liquidation in that same currency; never across currencies. "BASE" (IB's
-/// label for the base currency in per-currency summaries) names no currency, so it never matches.
-fn share_of_nlv(p: &pb::Position, nlv: &[&SummaryLine]) -> Result<f64, String> {
-    let ccy = p.currency.as_str();
-    let Some(n) = nlv.iter().find(|n| !ccy.is_empty() && ccy != "BASE" && n.currency == ccy) else {
-        let shown = if ccy.is_empty() { "unknown currency" } else { ccy };
-        return Err(if nlv.is_empty() {
-            "no NetLiquidation".to_owned()
-        } else {
-            let others: Vec<&str> =
-                nlv.iter().map(|n| if n.currency.is_empty() { "no currency" } else { n.currency.as_str() }).collect();
-            format!("{shown} vs {}", others.join(", "))
-        });
+/// The position's market value as a percentage of the account's net liquidation. Both are in the
+/// account's base currency: the value from the position's PnL row ("BASE"), and the
+/// `NetLiquidation` row, which IB sends once per account in its base currency. Where an account
+/// reports several `NetLiquidation` rows, only the one labelled "BASE" is the base figure; with
+/// none of them there is nothing to divide by. Without a usable market value there is no share: the
+/// cost basis would state what was paid, not what the position is worth.
+fn share_of_nlv(pnl: Option<&PositionPnlLine>, pnl_missing: Option<&str>, nlv: &[&SummaryLine]) -> Result<f64, String> {
+    let base = match nlv {
+        [] => return Err("no NetLiquidation".to_owned()),
+        [one] => *one,
+        several => several.iter().find(|n| n.currency == "BASE").copied().ok_or_else(|| {
+            let listed: Vec<&str> = several
+                .iter()
+                .map(|n| if n.currency.is_empty() { "no currency" } else { n.currency.as_str() })
+                .collect();
+            format!("NetLiquidation in {}, none in BASE", listed.join(", "))
+        })?,
     };
-    let quantity = p.quantity.parse::<f64>().map_err(|_| format!("quantity {:?} is not a number", p.quantity))?;
-    let avg_cost = p.avg_cost.parse::<f64>().map_err(|_| format!("avg cost {:?} is not a number", p.avg_cost))?;
-    match n.value.parse::<f64>() {
-        Ok(v) if v != 0.0 && v.is_finite() => Ok((quantity * avg_cost / v * 10_000.0).round() / 100.0),
-        _ => Err(format!("NetLiquidation {:?} {ccy}", n.value)),
+    let value = match pnl.and_then(|p| p.market_value.as_deref()) {
+        Some(v) => v,
+        None => return Err(format!("no market value: {}", pnl_missing.unwrap_or("none reported"))),
+    };
+    let value = value.parse::<f64>().map_err(|_| format!("market value {value:?} is not a number"))?;
+    match base.value.parse::<f64>() {
+        Ok(v) if v != 0.0 && v.is_finite() => Ok((value / v * 10_000.0).round() / 100.0),
+        _ => Err(format!("NetLiquidation {:?} {}", base.value, base.currency)),
     }
 }
 
@@ -798,40 +806,69 @@ mod tests {
     }
 
     #[test]
-    fn the_share_of_net_liquidation_uses_the_net_liquidation_in_the_positions_currency() {
-        let r = build(
-            vec![
-                value("NetLiquidation", "200000", "BASE"),
-                value("NetLiquidation", "100000", "EUR"),
-                value("NetLiquidation", "50000", "USD"),
-            ],
-            vec![position("SAP", "100", "150", "EUR"), position("AAPL", "100", "200", "USD")],
-            &["SAP", "AAPL"],
+    fn the_share_of_net_liquidation_is_the_market_value_not_the_cost_basis() {
+        // AAPL 100 @ 150.25 is worth 18,938 at 189.38: 15.10% of 125,430.55, where its cost basis
+        // (15,025) would have said 11.98%.
+        let rows = vec![position_pnl_row("DU1", 265598, "100", "18938", "1")];
+        let r = build_with(
+            vec![value("NetLiquidation", "125430.55", "USD")],
+            vec![held("AAPL", 265598, "100")],
+            &["AAPL"],
+            &Pnl::NotServed,
+            &position_pnl(rows, LIVE, Duration::ZERO),
         );
-        let lines = &r.accounts[0].lines;
-        assert_eq!(lines[0].share_of_net_liquidation_pct, Some(15.0), "15000 EUR of 100000 EUR");
-        assert_eq!(lines[1].share_of_net_liquidation_pct, Some(40.0), "20000 USD of 50000 USD");
-        assert_eq!(r.accounts[0].summary.len(), 3, "every currency's row is shown");
+        let aapl = &r.accounts[0].lines[0];
+        assert_eq!(aapl.share_of_net_liquidation_pct, Some(15.10));
+        assert!(r.text().contains(" 15.10% of NLV"), "{}", r.text());
     }
 
     #[test]
-    fn amounts_in_different_currencies_are_never_divided() {
-        let r = build(
-            vec![value("NetLiquidation", "100000", "EUR"), value("NetLiquidation", "120000", "BASE")],
-            vec![position("AAPL", "100", "200", "USD"), position("XYZ", "1", "1", "")],
-            &["AAPL", "XYZ"],
+    fn a_position_in_another_currency_is_valued_in_the_base_currency() {
+        // SAP is priced in EUR, but its PnL row's value and the account's NetLiquidation are both
+        // in the base currency, so the share holds across currencies.
+        let rows = vec![position_pnl_row("DU1", 14094, "10", "2500", "1")];
+        let r = build_with(
+            vec![value("NetLiquidation", "50000", "USD")],
+            vec![pb::Position { con_id: 14094, ..position("SAP", "10", "150", "EUR") }],
+            &["SAP"],
+            &Pnl::NotServed,
+            &position_pnl(rows, LIVE, Duration::ZERO),
         );
+        assert_eq!(r.accounts[0].lines[0].share_of_net_liquidation_pct, Some(5.0), "2500 of 50000");
+    }
+
+    #[test]
+    fn without_a_market_value_or_a_base_net_liquidation_there_is_no_share() {
+        let r = build(vec![value("NetLiquidation", "100000", "USD")], vec![held("AAPL", 265598, "100")], &["AAPL"]);
         let aapl = &r.accounts[0].lines[0];
-        assert_eq!(aapl.share_of_net_liquidation_pct, None);
-        assert_eq!(aapl.share_unavailable.as_deref(), Some("USD vs EUR, BASE"));
+        assert_eq!(aapl.share_of_net_liquidation_pct, None, "never the cost basis instead");
+        assert_eq!(aapl.share_unavailable.as_deref(), Some("no market value: this gateway-svc serves no PnL"));
         let text = r.text();
-        assert!(text.contains("n/a (USD vs EUR, BASE)"), "{text}");
         assert!(!text.contains("% of NLV"), "{text}");
-        let xyz = &r.accounts[0].lines[1];
-        assert_eq!(xyz.share_of_net_liquidation_pct, None, "a position without a currency matches nothing");
         let json = serde_json::to_value(&r).expect("serialises");
-        assert_eq!(json["accounts"][0]["lines"][0]["share_unavailable"], "USD vs EUR, BASE");
         assert_eq!(json["accounts"][0]["lines"][0]["share_of_net_liquidation_pct"], serde_json::Value::Null);
+
+        // Several NetLiquidation rows and none labelled BASE: no one figure to divide by.
+        let rows = vec![position_pnl_row("DU1", 265598, "100", "18938", "1")];
+        let r = build_with(
+            vec![value("NetLiquidation", "100000", "EUR"), value("NetLiquidation", "120000", "USD")],
+            vec![held("AAPL", 265598, "100")],
+            &["AAPL"],
+            &Pnl::NotServed,
+            &position_pnl(rows.clone(), LIVE, Duration::ZERO),
+        );
+        assert_eq!(
+            r.accounts[0].lines[0].share_unavailable.as_deref(),
+            Some("NetLiquidation in EUR, USD, none in BASE")
+        );
+        let r = build_with(
+            vec![value("NetLiquidation", "100000", "EUR"), value("NetLiquidation", "189380", "BASE")],
+            vec![held("AAPL", 265598, "100")],
+            &["AAPL"],
+            &Pnl::NotServed,
+            &position_pnl(rows, LIVE, Duration::ZERO),
+        );
+        assert_eq!(r.accounts[0].lines[0].share_of_net_liquidation_pct, Some(10.0), "the BASE row is the base");
     }
 
     #[test]
