@@ -35,6 +35,9 @@ pub enum Command {
     /// The TWS front door: connect + positions + summary + disconnect through it vs directly to
     /// ib-sim, and the service's RSS with hundreds of front-door clients connected.
     FrontDoor(FrontDoorArgs),
+    /// One position change with a large book vs the default book, to gRPC subscribers and TWS
+    /// front-door clients: what a change costs as the book grows.
+    Book(BookArgs),
     /// `ibgw-bridge` into a real `nats-server -js`: one change to a JetStream consumer vs a direct
     /// WatchPositions subscriber, and a burst until the stream and the positions bucket converge.
     Nats(NatsArgs),
@@ -202,6 +205,26 @@ pub struct FrontDoorArgs {
     /// Front-door clients held open for the memory figure (default 500, smoke 500).
     #[arg(long)]
     pub clients: Option<usize>,
+}
+
+/// Flags of `book`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BookArgs {
+    /// Smoke mode.
+    #[command(flatten)]
+    pub smoke: Smoke,
+    /// Positions added for the large book (default 5000, smoke 500).
+    #[arg(long)]
+    pub rows: Option<usize>,
+    /// WatchPositions subscribers (default 100, smoke 10).
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+    /// TWS front-door clients subscribed to positions (default 200, smoke 10).
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Timed changes per book size (default 20, smoke 3).
+    #[arg(long)]
+    pub rounds: Option<u32>,
 }
 
 /// Flags of `nats`.

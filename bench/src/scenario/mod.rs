@@ -1,6 +1,7 @@
 //! The benchmarks, one module each. Every scenario prints its own tables while it runs and
 //! returns its headline figures as summary lines.
 
+pub mod book;
 pub mod burst;
 pub mod fanout;
 pub mod front_door;
@@ -15,7 +16,8 @@ use std::time::Duration;
 use ib_sim::{ControlClient, Position};
 
 use crate::cli::{
-    BurstArgs, Command, FanoutArgs, FrontDoorArgs, NatsArgs, RecoveryArgs, RunnerArgs, SimArgs, Smoke, UnaryArgs,
+    BookArgs, BurstArgs, Command, FanoutArgs, FrontDoorArgs, NatsArgs, RecoveryArgs, RunnerArgs, SimArgs, Smoke,
+    UnaryArgs,
 };
 use crate::report::{Line, print_summary};
 use crate::{Error, Result, TARGET_ACCOUNT, TARGET_CON_ID};
@@ -30,6 +32,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Fanout(a) => one(fanout::run(&a).await),
         Command::Recovery(a) => one(recovery::run(&a).await),
         Command::Burst(a) => one(burst::run(&a).await),
+        Command::Book(a) => one(book::run(&a).await),
         Command::Sim(a) => one(sim::run(&a).await),
         Command::FrontDoor(a) => one(front_door::run(&a).await),
         Command::Nats(a) => one(nats::run(&a).await),
@@ -76,6 +79,7 @@ async fn all(smoke: Smoke) -> (Vec<Line>, Vec<Error>) {
     keep("recovery", recovery::run(&RecoveryArgs { smoke, ..RecoveryArgs::default() }).await);
     keep("burst", burst::run(&BurstArgs { smoke, ..BurstArgs::default() }).await);
     keep("front-door", front_door::run(&FrontDoorArgs { smoke, ..FrontDoorArgs::default() }).await);
+    keep("book", book::run(&BookArgs { smoke, ..BookArgs::default() }).await);
     keep("nats", nats::run(&NatsArgs { smoke, ..NatsArgs::default() }).await);
     (lines, failures)
 }
