@@ -14,6 +14,11 @@
 //! converting and encoding the same rows once each. A change also points (weakly) at the state
 //! it produced, so a stream can hold "what I have told my client" as a shared `Arc` instead of a
 //! private copy.
+//!
+//! Write cost: the rows are a persistent map ([`Rows`]), so the next state shares every unchanged
+//! row with the current one. A change costs O(changed rows · log n) whatever the size of the
+//! state, and so does a copy-on-write of a snapshot a stream still holds. Quotes change many times
+//! a second per contract; a copy of the whole map per change would make every tick cost the book.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -23,6 +28,9 @@ use gateway_proto::encoded::Encoded;
 use tokio::sync::{broadcast, watch};
 
 use crate::model::{Freshness, Row};
+
+/// The rows of one data kind, by key: a persistent ordered map, cheap to clone and to change.
+pub type Rows<T> = imbl::OrdMap<<T as Row>::Key, T>;
 
 /// Changes buffered per receiver before it counts as lagging.
 pub const CHANGE_CAPACITY: usize = 1024;
@@ -41,7 +49,7 @@ pub struct Snapshot<T: Row> {
     /// True once a first full sync has completed: before that there is no data to serve.
     pub synced: bool,
     /// The rows, by key.
-    pub rows: BTreeMap<T::Key, T>,
+    pub rows: Rows<T>,
     /// The unary response with every row, once some caller asked for it.
     pub unary: Memo,
     /// A stream's first message with every row, once some stream opened on this state.
@@ -142,7 +150,7 @@ impl<T: Row> Hub<T> {
             as_of: SystemTime::UNIX_EPOCH,
             freshness: Freshness::Unknown { reason: reason.to_owned() },
             synced: false,
-            rows: BTreeMap::new(),
+            rows: Rows::<T>::new(),
             unary: Memo::default(),
             opening: Memo::default(),
         };
@@ -203,6 +211,7 @@ impl<T: Row> Hub<T> {
 
     /// Replaces the whole state with a fresh upstream sync and publishes the differences.
     pub fn resync(&self, epoch: u64, rows: BTreeMap<T::Key, T>) {
+        let rows: Rows<T> = rows.into_iter().collect();
         let cur = self.snapshot();
         let upserts: Vec<T> = rows.values().filter(|r| cur.rows.get(&r.key()) != Some(*r)).cloned().collect();
         let removals: Vec<T> =

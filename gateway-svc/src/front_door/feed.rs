@@ -1,16 +1,20 @@
 //! What one front-door client has been told of one data kind, and the differences since.
 //!
-//! The hub's change feed is only a doorbell here: after it rings (or lags), the connection
-//! compares the hub's current snapshot with the snapshot it last told its client about, and
-//! sends the difference. A burst of changes therefore costs one comparison, a lagging client
+//! The hub's change feed is a doorbell that also carries the changes. A client in step (it has
+//! received every change since what it was last told) is sent the changes themselves, folded:
+//! that costs what changed, not what the hub holds, which matters when one data kind changes
+//! many times a second. A client that lagged, or whose data has just become live again, instead
+//! compares the hub's current snapshot with the one it was last told about and is sent the
+//! difference. Either way a burst of changes goes out as one difference, a lagging client
 //! converges without guessing what it missed, and a client never sees an older row after a
 //! newer one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
-use crate::hub::{Change, Hub, Snapshot};
+use crate::hub::{CHANGE_CAPACITY, Change, Hub, Snapshot};
 use crate::model::{Freshness, Row};
 
 /// Rows that changed or appeared, and rows that went away.
@@ -25,6 +29,11 @@ pub(super) struct Diff<T> {
 pub(super) struct Feed<T: Row> {
     rx: broadcast::Receiver<Arc<Change<T>>>,
     told: Arc<Snapshot<T>>,
+    /// Changes received and not yet told, in version order. Bounded: past [`CHANGE_CAPACITY`]
+    /// the client counts as lagging and converges from the snapshot instead.
+    pending: Vec<Arc<Change<T>>>,
+    /// Changes were lost to the broadcast's bound (or to `pending`'s): compare snapshots.
+    lagged: bool,
     /// The client was told the link is down (1100) since `told` was taken: whatever `told` says,
     /// it is not live for this client until the next catch-up sends the rows again.
     held: bool,
@@ -34,7 +43,7 @@ impl<T: Row> Feed<T> {
     /// Starts following `hub`; the client is taken to know its current state.
     pub(super) fn open(hub: &Hub<T>) -> Self {
         let (told, rx) = hub.subscribe();
-        Self { rx, told, held: false }
+        Self { rx, told, pending: Vec::new(), lagged: false, held: false }
     }
 
     /// What the client was last told.
@@ -42,15 +51,47 @@ impl<T: Row> Feed<T> {
         &self.told
     }
 
-    /// Resolves once the hub has changed since the last call (cancellation safe: a change
-    /// received before another branch wins is not lost, since [`Feed::catch_up`] reads the hub
-    /// itself).
+    fn keep(&mut self, change: Arc<Change<T>>) {
+        if self.lagged || change.version <= self.told.version {
+            return;
+        }
+        if self.pending.len() >= CHANGE_CAPACITY {
+            self.pending.clear();
+            self.lagged = true;
+            return;
+        }
+        self.pending.push(change);
+    }
+
+    /// Takes every change already queued, without waiting.
+    fn receive(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(change) => self.keep(change),
+                Err(TryRecvError::Lagged(_)) => {
+                    self.pending.clear();
+                    self.lagged = true;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Resolves once the hub has changed since the last call. Cancellation safe: a change is
+    /// kept the moment it is received, so one received before another branch wins is not lost.
     pub(super) async fn rung(&mut self) {
         loop {
             match self.rx.recv().await {
-                Ok(_) | Err(RecvError::Lagged(_)) => {
-                    // Everything queued is covered by one comparison.
-                    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.rx.try_recv() {}
+                Ok(change) => {
+                    self.keep(change);
+                    // Everything queued is covered by one catch-up.
+                    self.receive();
+                    return;
+                }
+                Err(RecvError::Lagged(_)) => {
+                    self.pending.clear();
+                    self.lagged = true;
+                    self.receive();
                     return;
                 }
                 // The hub lives as long as the service; a closed feed never rings again.
@@ -70,27 +111,83 @@ impl<T: Row> Feed<T> {
         self.held = true;
     }
 
-    /// Moves the client's view to the hub's current state and returns the difference. When the
-    /// data has just become live again, every row counts as changed: a row held back while it
-    /// was not live (see [`Feed::live`]) goes out now even if its value did not change.
+    /// Whether the pending changes follow `told` without a gap.
+    fn in_step(&self) -> bool {
+        !self.lagged && self.pending.iter().zip(self.told.version + 1..).all(|(c, v)| c.version == v)
+    }
+
+    /// The state the pending changes produce, from `told`: the last change's own state while
+    /// anyone holds it, else `told` with the changes applied (a persistent map, so this costs
+    /// what changed).
+    fn advanced(&self) -> Arc<Snapshot<T>> {
+        match self.pending.last() {
+            None => Arc::clone(&self.told),
+            Some(last) => last.state.upgrade().unwrap_or_else(|| {
+                let mut next = (*self.told).clone();
+                for c in &self.pending {
+                    next.apply(c);
+                }
+                Arc::new(next)
+            }),
+        }
+    }
+
+    /// Moves the client's view forward and returns the difference: the folded pending changes
+    /// when in step, else the snapshots compared. When the data has just become live again,
+    /// every row counts as changed: a row held back while it was not live (see [`Feed::live`])
+    /// goes out now even if its value did not change.
     pub(super) fn catch_up(&mut self, hub: &Hub<T>) -> Diff<T> {
-        let now = hub.snapshot();
+        self.receive();
+        let in_step = self.in_step();
+        let now = if in_step { self.advanced() } else { hub.snapshot() };
         let now_live = now.freshness == Freshness::Live;
         let everything = now_live && !self.live();
-        let diff = if Arc::ptr_eq(&now, &self.told) && !everything {
+        let diff = if in_step && !everything {
+            fold(&self.told, &self.pending)
+        } else if Arc::ptr_eq(&now, &self.told) && !everything {
             Diff { upserts: Vec::new(), removals: Vec::new() }
         } else {
-            let told = &self.told.rows;
-            let upserts =
-                now.rows.iter().filter(|(k, r)| everything || told.get(*k) != Some(*r)).map(|(_, r)| r.clone());
-            let removals = told.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
-            Diff { upserts: upserts.collect(), removals: removals.collect() }
+            compare(&self.told, &now, everything)
         };
         // Live data just went out in full (or had already): nothing is held any more.
         self.held &= !now_live;
+        self.pending.clear();
+        self.lagged = false;
         self.told = now;
         diff
     }
+}
+
+/// The difference between two states: every row of `now` that `told` does not have as it is
+/// (every row of `now`, with `everything`), and every row of `told` that `now` lacks.
+fn compare<T: Row>(told: &Snapshot<T>, now: &Snapshot<T>, everything: bool) -> Diff<T> {
+    let upserts = now.rows.iter().filter(|(k, r)| everything || told.rows.get(*k) != Some(*r)).map(|(_, r)| r.clone());
+    let removals = told.rows.iter().filter(|(k, _)| !now.rows.contains_key(*k)).map(|(_, r)| r.clone());
+    Diff { upserts: upserts.collect(), removals: removals.collect() }
+}
+
+/// `changes`, in order, folded into one difference from `told`: the last word on each key wins,
+/// and a row is only reported when it differs from what the client was told (a row that came
+/// and went within the changes was never told, so its removal is not reported either).
+fn fold<T: Row>(told: &Snapshot<T>, changes: &[Arc<Change<T>>]) -> Diff<T> {
+    let mut last: BTreeMap<T::Key, (bool, &T)> = BTreeMap::new();
+    for c in changes {
+        for r in &c.upserts {
+            last.insert(r.key(), (true, r));
+        }
+        for r in &c.removals {
+            last.insert(r.key(), (false, r));
+        }
+    }
+    let mut diff = Diff { upserts: Vec::new(), removals: Vec::new() };
+    for (k, (present, r)) in last {
+        match (present, told.rows.get(&k)) {
+            (true, was) if was != Some(r) => diff.upserts.push(r.clone()),
+            (false, Some(was)) => diff.removals.push(was.clone()),
+            _ => {}
+        }
+    }
+    diff
 }
 
 /// What a followed kind has to send now: nothing while the link is down (the client was told
@@ -153,5 +250,78 @@ mod tests {
         let d = feed.catch_up(&hub);
         assert_eq!(d.upserts, vec![row("A", "3")], "every row again, though nothing changed");
         assert!(feed.live());
+    }
+
+    /// A client's view built only from the differences it is sent, as the front door sends them.
+    fn told_by(view: &mut BTreeMap<String, AccountPnlRow>, d: &Diff<AccountPnlRow>) {
+        for r in &d.upserts {
+            view.insert(r.account.clone(), r.clone());
+        }
+        for r in &d.removals {
+            assert_eq!(view.remove(&r.account).as_ref(), Some(r), "a removal names a row as it was told");
+        }
+    }
+
+    #[test]
+    fn a_client_in_step_is_sent_the_changes_and_one_that_lags_converges_from_the_snapshot() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..50u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let hub = Hub::new("connecting");
+            hub.resync(1, rows(&[row("A", "0")]));
+            let mut feed = Feed::open(&hub);
+            let mut view = rows(&feed.told().rows.values().cloned().collect::<Vec<_>>());
+            let mut folded = 0;
+            for step in 0..200 {
+                // A batch of upserts and removals over a few keys, so keys come and go.
+                let n = rng.random_range(1..4);
+                let ups: Vec<_> = (0..n)
+                    .map(|_| row(&format!("K{}", rng.random_range(0..6)), &rng.random_range(0..3).to_string()))
+                    .collect();
+                let gone: Vec<String> =
+                    (0..rng.random_range(0..2)).map(|_| format!("K{}", rng.random_range(0..6))).collect();
+                hub.apply(ups, gone);
+                // Now and then the client falls further behind than the change buffer holds.
+                if rng.random_ratio(1, 40) {
+                    for i in 0..=CHANGE_CAPACITY {
+                        hub.apply(vec![row("L", &(step * 10_000 + i).to_string())], vec![]);
+                    }
+                }
+                if rng.random_ratio(1, 3) {
+                    folded += usize::from(feed.in_step_after_receive());
+                    let d = feed.catch_up(&hub);
+                    told_by(&mut view, &d);
+                    let hub_rows: BTreeMap<_, _> = hub.snapshot().rows.clone().into_iter().collect();
+                    assert_eq!(view, hub_rows, "seed {seed}, step {step}: the client's view is the hub's");
+                }
+            }
+            assert!(folded > 0, "seed {seed}: some catch-ups were in step");
+        }
+    }
+
+    #[test]
+    fn a_change_buffer_overflow_counts_as_lagging() {
+        let hub = Hub::new("connecting");
+        hub.resync(1, rows(&[row("A", "0")]));
+        let mut feed = Feed::open(&hub);
+        hub.apply(vec![row("A", "1")], vec![]);
+        assert!(feed.in_step_after_receive(), "one change follows what the client was told");
+        feed.catch_up(&hub);
+        for i in 0..CHANGE_CAPACITY + 5 {
+            hub.apply(vec![row("A", &(i + 2).to_string())], vec![]);
+        }
+        assert!(!feed.in_step_after_receive(), "lost changes are never folded");
+        let d = feed.catch_up(&hub);
+        assert_eq!(d.upserts, vec![row("A", &(CHANGE_CAPACITY + 6).to_string())]);
+        assert!(feed.in_step_after_receive(), "back in step after the snapshot catch-up");
+    }
+}
+
+#[cfg(test)]
+impl<T: Row> Feed<T> {
+    /// Receives what is queued and says whether the next catch-up folds changes.
+    fn in_step_after_receive(&mut self) -> bool {
+        self.receive();
+        self.in_step()
     }
 }

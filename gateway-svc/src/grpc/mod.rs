@@ -266,7 +266,7 @@ impl Gateway {
 
 /// Accounts as the gateway listed them (the hub keys them by id).
 fn in_gateway_order(
-    rows: &std::collections::BTreeMap<String, crate::model::AccountRow>,
+    rows: &crate::hub::Rows<crate::model::AccountRow>,
 ) -> impl Iterator<Item = &crate::model::AccountRow> {
     let mut accounts: Vec<_> = rows.values().collect();
     accounts.sort_by_key(|a| a.order);
