@@ -211,6 +211,14 @@ mod tests {
     use super::*;
     use crate::model::AccountPnlRow;
 
+    impl<T: Row> Feed<T> {
+        /// Receives what is queued and says whether the next catch-up folds changes.
+        fn in_step_after_receive(&mut self) -> bool {
+            self.receive();
+            self.in_step()
+        }
+    }
+
     fn row(account: &str, daily: &str) -> AccountPnlRow {
         AccountPnlRow { account: account.into(), daily: daily.into(), unrealized: "0".into(), realized: "0".into() }
     }
@@ -314,14 +322,5 @@ mod tests {
         let d = feed.catch_up(&hub);
         assert_eq!(d.upserts, vec![row("A", &(CHANGE_CAPACITY + 6).to_string())]);
         assert!(feed.in_step_after_receive(), "back in step after the snapshot catch-up");
-    }
-}
-
-#[cfg(test)]
-impl<T: Row> Feed<T> {
-    /// Receives what is queued and says whether the next catch-up folds changes.
-    fn in_step_after_receive(&mut self) -> bool {
-        self.receive();
-        self.in_step()
     }
 }
