@@ -7,7 +7,6 @@ use gateway_proto::pb;
 use ibapi::accounts::{AccountSummary, Position};
 
 use crate::farm::{Farm, FarmKind, FarmStatus};
-use crate::grpc::UpdateKind;
 use crate::health::{Health, SessionState};
 use crate::model::{AccountPnlRow, Freshness, PositionPnlRow, PositionRow, SummaryRow, decimal};
 
@@ -124,16 +123,6 @@ pub fn position_pnl(r: &PositionPnlRow) -> pb::PositionPnl {
 
 /// IB reports PnL in the account's base currency, which the API names as the ledger does.
 const BASE_CURRENCY: &str = "BASE";
-
-/// Stream message kind as protobuf.
-pub fn update_kind(kind: UpdateKind) -> pb::UpdateKind {
-    match kind {
-        UpdateKind::Snapshot => pb::UpdateKind::Snapshot,
-        UpdateKind::Delta => pb::UpdateKind::Delta,
-        UpdateKind::Resync => pb::UpdateKind::Resync,
-        UpdateKind::Freshness => pb::UpdateKind::Freshness,
-    }
-}
 
 /// Session state as protobuf.
 pub fn session_state(s: SessionState) -> pb::SessionState {

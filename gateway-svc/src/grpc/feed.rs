@@ -43,6 +43,17 @@ impl From<ChangeKind> for UpdateKind {
     }
 }
 
+impl From<UpdateKind> for gateway_proto::pb::UpdateKind {
+    fn from(kind: UpdateKind) -> Self {
+        match kind {
+            UpdateKind::Snapshot => Self::Snapshot,
+            UpdateKind::Delta => Self::Delta,
+            UpdateKind::Resync => Self::Resync,
+            UpdateKind::Freshness => Self::Freshness,
+        }
+    }
+}
+
 /// One stream message before encoding.
 #[derive(Debug)]
 pub struct Update<'a, T: Row> {

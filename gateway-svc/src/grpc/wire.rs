@@ -25,7 +25,7 @@ macro_rules! stream_wire {
 
             fn encode(u: &Update<'_, Self>) -> Encoded {
                 Encoded::of(&pb::$message {
-                    kind: convert::update_kind(u.kind) as i32,
+                    kind: pb::UpdateKind::from(u.kind) as i32,
                     items: u.items.iter().map(|r| $convert(r)).collect(),
                     upserts: u.upserts.iter().map(|r| $convert(r)).collect(),
                     removals: u.removals.iter().map(|$r| $key).collect(),
