@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::UpstreamSettings;
-use crate::health::SessionState;
+use crate::health::{Health, SessionState};
 use crate::maintenance::Schedule;
 use crate::model::{AccountRow, Row};
 use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
@@ -95,6 +95,36 @@ struct Subs {
 }
 
 impl Actor {
+    /// Changes health and publishes it, only if the change is one a reader can see: every
+    /// published change is a WatchHealth message to each client (and, through the bridge, a
+    /// NATS message), so a write that changes nothing publishes nothing.
+    fn publish(&self, f: impl FnOnce(&mut Health)) {
+        let current = self.state.health();
+        let mut next = (*current).clone();
+        f(&mut next);
+        if next == *current {
+            return;
+        }
+        // The session is health's only writer, so nothing changed it since it was read.
+        self.state.update_health(|h| {
+            next.version = h.version;
+            *h = next;
+        });
+    }
+
+    /// Records a probe's round trip without publishing a change: the link being alive is no
+    /// news (a probe runs about every `probe_idle` while IB is quiet), so the value is updated
+    /// in place. `GetHealth` reads it at once, a WatchHealth stream (and the bridge) with the
+    /// next change; the `ibgw_probe_rtt_seconds` metric has every probe's.
+    fn record_probe_rtt(&self, rtt: Duration) {
+        self.state.metrics.probe_rtt(rtt.as_secs_f64());
+        self.state.health.send_if_modified(|h| {
+            // Copy on write: health already published (on the change feed) keeps its value.
+            Arc::make_mut(h).last_probe_rtt_ms = rtt.as_secs_f64() * 1000.0;
+            false
+        });
+    }
+
     fn set_state(&self, state: SessionState, reason: impl Into<String>) {
         let reason = reason.into();
         let current = self.state.health();
@@ -105,7 +135,7 @@ impl Actor {
         let expected = state != SessionState::Ready && self.maintenance.schedule.active_now().is_some();
         info!(from = current.state.as_str(), to = state.as_str(), %reason, expected_outage = expected, "session state");
         self.state.metrics.session_state(state);
-        self.state.update_health(|h| {
+        self.publish(|h| {
             h.state = state;
             h.expected_outage = expected;
             h.reason = reason;
@@ -147,7 +177,7 @@ impl Actor {
             };
             let next = SystemTime::now() + delay;
             self.set_state(SessionState::Reconnecting, format!("{reason}; retrying in {} ms", delay.as_millis()));
-            self.state.update_health(|h| {
+            self.publish(|h| {
                 h.next_attempt_at = Some(next);
                 h.server_version = 0;
             });
@@ -165,7 +195,7 @@ impl Actor {
     /// The flag says whether the session stayed ready long enough to reset the backoff.
     async fn attempt(&mut self) -> (End, bool) {
         let client_id = self.client_id();
-        self.state.update_health(|h| h.client_id = client_id);
+        self.publish(|h| h.client_id = client_id);
         self.set_state(SessionState::Connecting, format!("dialling {} as client id {client_id}", self.cfg.address));
         let builder = Client::builder()
             .address(self.cfg.address.clone())
@@ -188,7 +218,7 @@ impl Actor {
             Ok(Err(ibapi::Error::ClientIdInUse { client_id })) => {
                 self.consecutive_conflicts += 1;
                 self.state.metrics.client_id_conflict();
-                self.state.update_health(|h| h.client_id_conflicts += 1);
+                self.publish(|h| h.client_id_conflicts += 1);
                 return (lost("client_id_in_use", format!("client id {client_id} in use (326)")), false);
             }
             Ok(Err(ibapi::Error::ServerVersion(required, actual, _))) => {
@@ -218,7 +248,7 @@ impl Actor {
         self.epoch += 1;
         self.state.metrics.epoch(self.epoch);
         let epoch = self.epoch;
-        self.state.update_health(|h| {
+        self.publish(|h| {
             h.server_version = client.server_version();
             h.epoch = epoch;
             // A new connection is told every farm's state afresh.
@@ -231,7 +261,7 @@ impl Actor {
             Err(end) => return end,
         };
         if self.sessions > 0 {
-            self.state.update_health(|h| h.reconnects += 1);
+            self.publish(|h| h.reconnects += 1);
         }
         self.sessions += 1;
         self.set_state(SessionState::Ready, "live");
@@ -426,8 +456,7 @@ impl Actor {
         match timeout(self.cfg.probe_timeout(), client.server_time()).await {
             Ok(Ok(_)) => {
                 let rtt = started.elapsed();
-                self.state.metrics.probe_rtt(rtt.as_secs_f64());
-                self.state.update_health(|h| h.last_probe_rtt_ms = rtt.as_secs_f64() * 1000.0);
+                self.record_probe_rtt(rtt);
                 debug!(rtt_ms = rtt.as_millis() as u64, "liveness probe answered");
                 Ok(())
             }
