@@ -278,14 +278,10 @@ impl Actor {
             // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
             // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
             // position updates must not starve notices or the probe.
+            // A branch's own work waits on IB (a probe, paced PnL requests, a resync): each of
+            // those races the shutdown token too, so shutdown never waits for them.
             let step = tokio::select! {
-                () = self.shutdown.cancelled() => {
-                    Positions::cancel(&subs.positions).await;
-                    Summary::cancel(&subs.summary).await;
-                    subs.account_pnl.cancel_all().await;
-                    subs.position_pnl.cancel_all().await;
-                    return End::Shutdown;
-                }
+                () = self.shutdown.cancelled() => Err(End::Shutdown),
                 item = subs.positions.next() => {
                     last_rx = Instant::now();
                     let folded = match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
@@ -298,20 +294,16 @@ impl Actor {
                         Ok(()) if !subs.pnl_pending => {
                             let held = self.held_positions();
                             let cap = self.cfg.max_position_pnl;
-                            match subs.position_pnl.follow(client, &self.state, held, cap, false, PNL_STEP).await {
-                                Ok(done) => {
-                                    subs.pnl_pending = !done;
-                                    Ok(())
-                                }
-                                Err(e) => Err(keyed_lost(e)),
-                            }
+                            let follow = subs.position_pnl.follow(client, &self.state, held, cap, false, PNL_STEP);
+                            let followed = self.or_shutdown(async { follow.await.map_err(keyed_lost) }).await;
+                            followed.map(|done| subs.pnl_pending = !done)
                         }
                         other => other,
                     }
                 }
                 // After READY (and after every resync), a few PnL subscriptions per turn: one per
                 // account and per held position, collected into one first full set.
-                () = std::future::ready(()), if subs.pnl_pending => self.follow_pnl(client, &mut subs).await,
+                () = std::future::ready(()), if subs.pnl_pending => self.or_shutdown(self.follow_pnl(client, &mut subs)).await,
                 Some(item) = subs.account_pnl.next() => {
                     last_rx = Instant::now();
                     subs.account_pnl.fold(item, &self.state).map_err(keyed_lost)
@@ -337,6 +329,10 @@ impl Actor {
                         NoticeAction::Teardown(end) => Err(end),
                         NoticeAction::Resync => {
                             self.set_state(SessionState::Syncing, format!("resubscribing after {}", notice.code));
+                            // Cancelled explicitly, in order, before the first new request: old
+                            // subscriptions merely dropped would send their cancels later, after
+                            // the new requests and out of the same message budget.
+                            cancel_subs(&mut subs).await;
                             self.sync_all(client).await.map(|fresh| subs = fresh)
                         }
                         NoticeAction::RefreshSummary => {
@@ -355,15 +351,30 @@ impl Actor {
                     if last_rx.elapsed() < self.cfg.probe_idle() {
                         Ok(())
                     } else {
-                        let probed = self.probe(client).await;
+                        let probed = self.or_shutdown(self.probe(client)).await;
                         last_rx = Instant::now();
                         probed
                     }
                 }
             };
-            if let Err(end) = step {
-                return end;
+            match step {
+                Ok(()) => {}
+                Err(End::Shutdown) => {
+                    // Our side ends the subscriptions before the socket closes.
+                    cancel_subs(&mut subs).await;
+                    return End::Shutdown;
+                }
+                Err(end) => return end,
             }
+        }
+    }
+
+    /// Runs `work` unless shutdown comes first. `work` is dropped mid-request only at shutdown,
+    /// when the socket is closed next anyway.
+    async fn or_shutdown<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
+        tokio::select! {
+            r = work => r,
+            () = self.shutdown.cancelled() => Err(End::Shutdown),
         }
     }
 
@@ -489,6 +500,15 @@ fn handshake_rejected(address: &str, detail: &str) -> String {
          supports (needs API server version {MIN_SERVER_VERSION} or higher, 10.40 or newer: upgrade it), or it \
          refuses this host (check \"Enable ActiveX and Socket Clients\" and Trusted IPs in its API settings)"
     )
+}
+
+/// Cancels every subscription of the session, in order. Cancels are never held by the rate
+/// limiter (they count against the budget but go out at once), so this does not wait on IB.
+async fn cancel_subs(subs: &mut Subs) {
+    Positions::cancel(&subs.positions).await;
+    Summary::cancel(&subs.summary).await;
+    subs.account_pnl.cancel_all().await;
+    subs.position_pnl.cancel_all().await;
 }
 
 fn keyed_lost(e: KeyedError) -> End {
