@@ -219,9 +219,11 @@ pub(crate) fn plan<Key: Ord + Clone>(
 }
 
 impl<K: PerKey> Keyed<K> {
-    /// Cancels every subscription (after 1101 IB has dropped them; at shutdown, we do).
-    pub(crate) async fn cancel_all(&mut self) {
+    /// Cancels every subscription (before resubscribing after 1101, and at shutdown) and returns
+    /// how many there were.
+    pub(crate) async fn cancel_all(&mut self) -> usize {
         let keys: Vec<K::Key> = self.subs.keys().cloned().collect();
+        let n = keys.len();
         for key in keys {
             if let Some(sub) = self.subs.remove(&key) {
                 K::cancel(&sub).await;
@@ -230,6 +232,7 @@ impl<K: PerKey> Keyed<K> {
         self.pending.clear();
         self.first.clear();
         self.collecting_since = None;
+        n
     }
 
     /// Makes the subscribed keys follow `wanted` (at most `cap` of them, see [`plan`]): cancels

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use gateway_proto::pb;
 use gateway_svc::Settings;
 use gateway_svc::server::{self, Running};
@@ -251,4 +252,88 @@ async fn shutdown_does_not_wait_for_paced_pnl_requests() {
     let (clean, took) = rig.stop().await;
     assert!(clean, "stopped within the grace, in the middle of the paced step (took {took:?})");
     assert!(took < patience(Duration::from_secs(2)), "promptly: {took:?}");
+}
+
+/// (account, con_id) of every position the simulator holds.
+fn book_keys(sim: &Sim) -> Vec<(String, i64)> {
+    let mut keys: Vec<_> = sim.positions().into_iter().map(|p| (p.account, i64::from(p.con_id))).collect();
+    keys.sort();
+    keys
+}
+
+/// The default book and `extra` more stock positions of the account that sorts last, with
+/// contract ids above every other: the last keys in PnL's order.
+fn with_extra_positions(extra: i32) -> Scenario {
+    let mut s = Scenario { pnl_interval_ms: 50, ..Scenario::default() };
+    let last = s.positions.iter().map(|p| p.account.clone()).max().expect("positions");
+    let template = s.positions.iter().find(|p| p.account == last && p.sec_type == "STK").expect("a stock").clone();
+    for i in 0..extra {
+        let mut p = template.clone();
+        p.con_id = 900_000_000 + i;
+        p.symbol = format!("ZZ{i}");
+        p.local_symbol = p.symbol.clone();
+        p.trading_class = p.symbol.clone();
+        s.positions.push(p);
+    }
+    s
+}
+
+#[tokio::test]
+async fn a_position_closed_while_its_pnl_waits_for_its_turn_after_1101_does_not_hold_pnl_back() {
+    let mut settings = fast_settings();
+    // Paced, so that after 1101 the PnL set is subscribed over a few seconds, a few keys per
+    // turn; and a sync timeout far beyond the test's deadline: PnL published only at the
+    // timeout fails the test.
+    settings.upstream.max_messages_per_second = 10;
+    settings.upstream.sync_timeout_ms = 120_000;
+    let rig = start(settings, with_extra_positions(20)).await;
+    rig.wait_position_pnl_live().await;
+    let mark = rig.relay.requests().len();
+    rig.sim.inject(Fault::LinkLost { restore_ms: 50, data_lost: true }).unwrap();
+    // The new PnL set has begun (it waits for every held position); the last position in key
+    // order gets its request's turn last, a few turns later. Close it, and change another.
+    rig.wait_request("pnl", mark).await;
+    let mut book = rig.sim.positions();
+    book.sort_by_key(|p| (p.account.clone(), p.con_id));
+    let mut closed = book.pop().expect("a position");
+    closed.quantity = "0".into();
+    let mut changed = book.pop().expect("another");
+    changed.quantity = format!("{}", changed.quantity.parse::<f64>().unwrap() + 1.0);
+    rig.sim.upsert_positions(vec![closed.clone(), changed]).unwrap();
+    let want = book_keys(&rig.sim);
+    assert!(!want.contains(&(closed.account.clone(), i64::from(closed.con_id))), "closed in the book");
+    eventually("position PnL LIVE for the positions still held", WITHIN, || async {
+        let r = rig.client.clone().get_position_pnl(pb::GetPositionPnlRequest::default()).await.ok()?.into_inner();
+        let live = r.freshness.is_some_and(|f| f.state == pb::FreshnessState::Live as i32);
+        let mut served: Vec<_> = r.positions.iter().map(|p| (p.account.clone(), p.con_id)).collect();
+        served.sort();
+        (live && served == want).then_some(())
+    })
+    .await;
+    let after = rig.relay.since(mark);
+    assert!(count(&after, "start_api") == 0, "the same session throughout: {after:?}");
+    let (clean, _) = rig.stop().await;
+    assert!(clean);
+}
+
+#[tokio::test]
+async fn idle_probes_send_watch_health_nothing() {
+    // Prices stand still and nothing changes: the session is idle and probes.
+    let rig = start(fast_settings(), Scenario::default()).await;
+    rig.wait_position_pnl_live().await;
+    let mut health = rig.client.clone().watch_health(pb::WatchHealthRequest {}).await.unwrap().into_inner();
+    let first = health.message().await.unwrap().expect("the current health");
+    let mark = rig.relay.requests().len();
+    // A third probe is sent only once the second was answered (one at a time).
+    eventually("three liveness probes", WITHIN, || async {
+        (count(&rig.relay.since(mark), "current_time") >= 3).then_some(())
+    })
+    .await;
+    let next = health.message().now_or_never();
+    assert!(next.is_none(), "answered probes changed nothing a client can see: {next:?} after {first:?}");
+    let h = rig.client.clone().get_health(pb::GetHealthRequest {}).await.unwrap().into_inner().health.unwrap();
+    assert!(h.last_probe_rtt_ms > 0.0, "GetHealth has the last round trip: {h:?}");
+    drop(health);
+    let (clean, _) = rig.stop().await;
+    assert!(clean);
 }

@@ -256,7 +256,7 @@ impl Actor {
         });
         self.state.metrics.clear_farms();
         self.set_state(SessionState::Syncing, "subscribing to positions and account summary");
-        let mut subs = match self.sync_all(client).await {
+        let mut subs = match self.sync_all(client, Duration::ZERO).await {
             Ok(subs) => subs,
             Err(end) => return end,
         };
@@ -332,8 +332,12 @@ impl Actor {
                             // Cancelled explicitly, in order, before the first new request: old
                             // subscriptions merely dropped would send their cancels later, after
                             // the new requests and out of the same message budget.
-                            cancel_subs(&mut subs).await;
-                            self.sync_all(client).await.map(|fresh| subs = fresh)
+                            let cancels = cancel_subs(&mut subs).await;
+                            // The cancels go out at once but are paid for out of the message
+                            // budget: the new requests wait that long first.
+                            let rate = f64::from(self.cfg.max_messages_per_second.max(1));
+                            let paced = Duration::from_secs_f64(cancels as f64 / rate);
+                            self.sync_all(client, paced).await.map(|fresh| subs = fresh)
                         }
                         NoticeAction::RefreshSummary => {
                             self.set_state(SessionState::Syncing, format!("refreshing the account summary after {}", notice.code));
@@ -388,7 +392,11 @@ impl Actor {
 
     /// Runs `work` under the sync timeout, unless shutdown comes first.
     async fn within_sync<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
-        let deadline = self.cfg.sync_timeout();
+        self.within(self.cfg.sync_timeout(), work).await
+    }
+
+    /// Runs `work` under `deadline`, unless shutdown comes first.
+    async fn within<T>(&self, deadline: Duration, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
         tokio::select! {
             r = timeout(deadline, work) => r.unwrap_or_else(|_| Err(lost(
                 "sync_timeout",
@@ -398,14 +406,19 @@ impl Actor {
         }
     }
 
-    /// Subscribes every kind, reads each first snapshot and reconciles the hubs. Used for a new
-    /// session and after 1101 (IB dropped every subscription).
-    async fn sync_all(&self, client: &Arc<Client>) -> Result<Subs, End> {
-        self.within_sync(async {
-            let accounts =
-                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
+    /// Subscribes every kind, reads each first snapshot and reconciles the hubs, within the sync
+    /// timeout plus `paced` (how long the message budget holds new requests back). Used for a
+    /// new session and after 1101 (IB dropped every subscription).
+    async fn sync_all(&self, client: &Arc<Client>, paced: Duration) -> Result<Subs, End> {
+        self.within(self.cfg.sync_timeout() + paced, async {
+            // The subscriptions first, the one-shot last: a one-shot's timeout (the probe
+            // timeout) runs from before its request waits for the message budget, and after 1101
+            // the cancels just sent hold new requests back (100 position PnL cancels are 2.5 s
+            // at 40 a second). A subscription waits that out under the sync timeout instead.
             let positions = self.open::<Positions>(client).await?;
             let summary = self.open::<Summary>(client).await?;
+            let accounts =
+                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
             let rows = accounts
                 .into_iter()
                 .enumerate()
@@ -502,13 +515,13 @@ fn handshake_rejected(address: &str, detail: &str) -> String {
     )
 }
 
-/// Cancels every subscription of the session, in order. Cancels are never held by the rate
-/// limiter (they count against the budget but go out at once), so this does not wait on IB.
-async fn cancel_subs(subs: &mut Subs) {
+/// Cancels every subscription of the session, in order, and returns how many. Cancels are never
+/// held by the rate limiter (they count against the budget but go out at once), so this does not
+/// wait on IB.
+async fn cancel_subs(subs: &mut Subs) -> usize {
     Positions::cancel(&subs.positions).await;
     Summary::cancel(&subs.summary).await;
-    subs.account_pnl.cancel_all().await;
-    subs.position_pnl.cancel_all().await;
+    2 + subs.account_pnl.cancel_all().await + subs.position_pnl.cancel_all().await
 }
 
 fn keyed_lost(e: KeyedError) -> End {
