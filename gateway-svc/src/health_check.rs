@@ -3,7 +3,8 @@
 //! Two names are known: `""` (the process: SERVING until shutdown starts) and
 //! `gateway.v1.GatewayService` (the upstream session: SERVING only while it is ready). Watch
 //! streams end when the service shuts down, after a last NOT_SERVING; a stream that stayed open
-//! would hold tonic's graceful shutdown until the grace ran out.
+//! would hold tonic's graceful shutdown until the grace ran out. A stream whose health watch
+//! closed ends the same way, alone: it never stops the service.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -4,12 +4,13 @@
 //! held positions (opened and closed positions subscribe and cancel).
 //!
 //! Limits respected: at most `upstream.max_position_pnl` position subscriptions (the rest are
-//! reported missing, never invented), and every request goes through the client's rate limiter
-//! (IB allows 50 messages a second). Valuations come from `reqPnLSingle`'s market value, not from
-//! `reqAccountUpdates`, which serves one account at a time per client.
+//! reported missing, never invented; a subscription held keeps its slot, see [`plan`]), a key IB
+//! refused is not asked again while it stays wanted, and every request goes through the client's
+//! rate limiter (IB allows 50 messages a second). Valuations come from `reqPnLSingle`'s market
+//! value, not from `reqAccountUpdates`, which serves one account at a time per client.
 //!
 //! Freshness: a kind's rows stay as they were (STALE) across a reconnect until every key of the
-//! new session has reported once (or the sync timeout passed); then the full set is published as
+//! new session still held has reported once (or the sync timeout passed); then the full set is published as
 //! a RESYNC and later values as deltas, exactly like positions.
 
 use std::collections::{BTreeMap, BTreeSet};
