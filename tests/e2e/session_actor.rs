@@ -175,7 +175,9 @@ impl Rig {
         let started = Instant::now();
         let clean = service.stop().await;
         let took = started.elapsed();
-        assert_eq!(sim.stats().order_messages, 0, "read-only by construction");
+        let stats = sim.stats();
+        assert_eq!(stats.order_messages, 0, "read-only by construction");
+        assert!(stats.peak_concurrent <= 1, "one upstream socket at a time: {stats:?}");
         sim.shutdown().await;
         (clean, took)
     }
