@@ -65,7 +65,8 @@ pub struct Health {
     pub client_id: i32,
     /// 326 answers received.
     pub client_id_conflicts: u64,
-    /// Last liveness-probe round trip.
+    /// Last liveness-probe round trip. Refreshed in place by every probe, without a change of
+    /// its own (no new `version`, nothing on the change feed): a link that answers is no news.
     pub last_probe_rtt_ms: f64,
     /// Gateway address.
     pub upstream: String,

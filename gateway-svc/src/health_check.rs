@@ -3,7 +3,8 @@
 //! Two names are known: `""` (the process: SERVING until shutdown starts) and
 //! `gateway.v1.GatewayService` (the upstream session: SERVING only while it is ready). Watch
 //! streams end when the service shuts down, after a last NOT_SERVING; a stream that stayed open
-//! would hold tonic's graceful shutdown until the grace ran out.
+//! would hold tonic's graceful shutdown until the grace ran out. A stream whose health watch
+//! closed ends the same way, alone: it never stops the service.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -84,6 +85,7 @@ impl HealthApi for HealthCheck {
             rx: self.state.health.subscribe(),
             shutdown: self.shutdown.clone(),
             last: None,
+            closed: false,
             done: false,
         };
         Ok(Response::new(Box::pin(futures_util::stream::unfold(watcher, Watcher::next))))
@@ -96,6 +98,9 @@ struct Watcher {
     rx: watch::Receiver<Arc<Health>>,
     shutdown: CancellationToken,
     last: Option<ServingStatus>,
+    /// The health watch's sender is gone: this Watch ends as at shutdown. The service-wide
+    /// token is never cancelled from here: one stream ending must not stop the service.
+    closed: bool,
     done: bool,
 }
 
@@ -105,8 +110,7 @@ impl Watcher {
             if self.done {
                 return None;
             }
-            // A dropped sender means the service is gone: the same as shutdown.
-            self.done = self.shutdown.is_cancelled();
+            self.done = self.closed || self.shutdown.is_cancelled();
             let status = self.target.status(&self.rx.borrow_and_update(), self.done);
             if self.last != Some(status) {
                 self.last = Some(status);
@@ -119,7 +123,9 @@ impl Watcher {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {}
-                changed = self.rx.changed() => if changed.is_err() { self.shutdown.cancel() },
+                // No sender: nothing can change any more, so this Watch ends (after a last
+                // NOT_SERVING), and only this one.
+                changed = self.rx.changed() => self.closed = changed.is_err(),
             }
         }
     }
@@ -159,6 +165,21 @@ mod tests {
         assert_eq!(next_status(&mut session).await, None, "the stream ends at shutdown");
         assert_eq!(next_status(&mut process).await, Some(ServingStatus::NotServing));
         assert_eq!(next_status(&mut process).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_watch_whose_health_sender_is_gone_ends_alone() {
+        let state = State::new("127.0.0.1:1", 1);
+        state.update_health(|h| h.state = SessionState::Ready);
+        let shutdown = CancellationToken::new();
+        let check = HealthCheck { state, shutdown: shutdown.clone() };
+        let mut session = watch(&check, gateway_proto::SERVICE_NAME).await;
+        assert_eq!(next_status(&mut session).await, Some(ServingStatus::Serving));
+        // The last holder of the state (and so of the health sender) goes away.
+        drop(check);
+        assert_eq!(next_status(&mut session).await, Some(ServingStatus::NotServing), "a last NOT_SERVING");
+        assert_eq!(next_status(&mut session).await, None, "then that Watch ends");
+        assert!(!shutdown.is_cancelled(), "one Watch ending never stops the service");
     }
 
     #[tokio::test]

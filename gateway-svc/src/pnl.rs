@@ -4,12 +4,13 @@
 //! held positions (opened and closed positions subscribe and cancel).
 //!
 //! Limits respected: at most `upstream.max_position_pnl` position subscriptions (the rest are
-//! reported missing, never invented), and every request goes through the client's rate limiter
-//! (IB allows 50 messages a second). Valuations come from `reqPnLSingle`'s market value, not from
-//! `reqAccountUpdates`, which serves one account at a time per client.
+//! reported missing, never invented; a subscription held keeps its slot, see [`plan`]), a key IB
+//! refused is not asked again while it stays wanted, and every request goes through the client's
+//! rate limiter (IB allows 50 messages a second). Valuations come from `reqPnLSingle`'s market
+//! value, not from `reqAccountUpdates`, which serves one account at a time per client.
 //!
 //! Freshness: a kind's rows stay as they were (STALE) across a reconnect until every key of the
-//! new session has reported once (or the sync timeout passed); then the full set is published as
+//! new session still held has reported once (or the sync timeout passed); then the full set is published as
 //! a RESYNC and later values as deltas, exactly like positions.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,6 +163,12 @@ pub(crate) struct Keyed<K: PerKey> {
     collecting_since: Option<Instant>,
     /// Keys wanted but not subscribed because of the cap (reported once per change).
     capped: usize,
+    /// Keys IB refused (an error on that one request). Not asked again while they stay wanted
+    /// in this set of subscriptions: asking again on every position change would spend the
+    /// message budget on an answer already known. Forgotten when the key is no longer wanted
+    /// (the position closed: a reopened one is asked once more) and with the set itself (a new
+    /// session, or 1101, when IB dropped every subscription).
+    refused: BTreeSet<K::Key>,
 }
 
 impl<K: PerKey> Default for Keyed<K> {
@@ -172,14 +179,52 @@ impl<K: PerKey> Default for Keyed<K> {
             first: BTreeMap::new(),
             collecting_since: None,
             capped: 0,
+            refused: BTreeSet::new(),
         }
     }
 }
 
+/// What following a set of wanted keys means for the subscriptions: see [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan<Key> {
+    /// Subscribed keys to cancel.
+    pub(crate) gone: Vec<Key>,
+    /// Keys to subscribe, in order.
+    pub(crate) new: Vec<Key>,
+    /// The keys subscribed once the plan is carried out: the kept ones and the new ones.
+    pub(crate) target: BTreeSet<Key>,
+    /// Wanted keys left without a subscription by the cap.
+    pub(crate) capped: usize,
+}
+
+/// Which subscriptions to cancel and which to open so that the subscribed keys follow `wanted`,
+/// at most `cap` of them. A subscription still wanted is kept, whatever its place in the key
+/// order: near the cap a new key takes a free slot or none, never an existing one (evicting
+/// would cancel one key's PnL and subscribe another's on every change, and each is a paced
+/// request). Keys in `refused` are not asked again.
+pub(crate) fn plan<Key: Ord + Clone>(
+    subscribed: &BTreeSet<Key>,
+    wanted: &BTreeSet<Key>,
+    refused: &BTreeSet<Key>,
+    cap: usize,
+) -> Plan<Key> {
+    let kept: BTreeSet<Key> = subscribed.intersection(wanted).take(cap).cloned().collect();
+    let candidates: Vec<&Key> = wanted.iter().filter(|k| !subscribed.contains(*k) && !refused.contains(*k)).collect();
+    let free = cap.saturating_sub(kept.len());
+    let new: Vec<Key> = candidates.iter().take(free).map(|k| (*k).clone()).collect();
+    let capped = candidates.len() - new.len();
+    let gone = subscribed.iter().filter(|k| !kept.contains(*k)).cloned().collect();
+    let mut target = kept;
+    target.extend(new.iter().cloned());
+    Plan { gone, new, target, capped }
+}
+
 impl<K: PerKey> Keyed<K> {
-    /// Cancels every subscription (after 1101 IB has dropped them; at shutdown, we do).
-    pub(crate) async fn cancel_all(&mut self) {
+    /// Cancels every subscription (before resubscribing after 1101, and at shutdown) and returns
+    /// how many there were.
+    pub(crate) async fn cancel_all(&mut self) -> usize {
         let keys: Vec<K::Key> = self.subs.keys().cloned().collect();
+        let n = keys.len();
         for key in keys {
             if let Some(sub) = self.subs.remove(&key) {
                 K::cancel(&sub).await;
@@ -188,13 +233,14 @@ impl<K: PerKey> Keyed<K> {
         self.pending.clear();
         self.first.clear();
         self.collecting_since = None;
+        n
     }
 
-    /// Makes the subscribed keys equal to `wanted` (at most `cap` of them): cancels and forgets
-    /// gone keys (their rows are removed) and subscribes at most `budget` new ones, so the caller
-    /// stays responsive (each subscription is one paced request). Returns whether every wanted key
-    /// is subscribed; call again until it is. With `fresh`, a new session, the kind collects its
-    /// first full set again.
+    /// Makes the subscribed keys follow `wanted` (at most `cap` of them, see [`plan`]): cancels
+    /// and forgets gone keys (their rows are removed) and subscribes at most `budget` new ones,
+    /// so the caller stays responsive (each subscription is one paced request). Returns whether
+    /// every key of the plan is subscribed; call again until it is. With `fresh`, a new session,
+    /// the kind collects its first full set again.
     pub(crate) async fn follow(
         &mut self,
         client: &Client,
@@ -204,44 +250,59 @@ impl<K: PerKey> Keyed<K> {
         fresh: bool,
         budget: usize,
     ) -> Result<bool, KeyedError> {
-        let capped = wanted.len().saturating_sub(cap);
-        if capped != self.capped {
-            if capped > 0 {
-                warn!(
-                    kind = K::LABEL,
-                    wanted = wanted.len(),
-                    cap,
-                    "more keys than the subscription cap; the rest get no PnL"
-                );
-            }
-            self.capped = capped;
-        }
-        let wanted: BTreeSet<K::Key> = wanted.into_iter().take(cap).collect();
-        let gone: Vec<K::Key> = self.subs.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
-        for key in &gone {
+        let plan = self.replan(state, &wanted, cap, fresh);
+        for key in &plan.gone {
             if let Some(sub) = self.subs.remove(key) {
                 K::cancel(&sub).await;
             }
-            self.pending.remove(key);
-            self.first.remove(key);
         }
-        if !self.collecting() && !gone.is_empty() {
-            K::hub(state).apply(Vec::new(), gone);
-        }
-        if fresh {
-            self.pending = wanted.clone();
-            self.first.clear();
-            self.collecting_since = Some(Instant::now());
-        }
-        let missing: Vec<K::Key> = wanted.into_iter().filter(|k| !self.subs.contains_key(k)).collect();
-        let done = missing.len() <= budget;
-        for key in missing.into_iter().take(budget) {
+        let done = plan.new.len() <= budget;
+        for key in plan.new.into_iter().take(budget) {
             let sub = K::subscribe(client, &key).await.map_err(|e| KeyedError::Closed(format!("{}: {e}", K::LABEL)))?;
             debug!(kind = K::LABEL, ?key, "subscribed");
             self.subs.insert(key, sub);
         }
-        self.finish_first_set(state, false);
         Ok(done)
+    }
+
+    /// The bookkeeping half of [`Keyed::follow`], without a request: plans, forgets gone keys
+    /// (rows, first values, the set being collected) and, with `fresh`, starts a new first set.
+    /// The caller cancels `gone` and subscribes `new`.
+    fn replan(&mut self, state: &State, wanted: &BTreeSet<K::Key>, cap: usize, fresh: bool) -> Plan<K::Key> {
+        self.refused.retain(|k| wanted.contains(k));
+        let subscribed: BTreeSet<K::Key> = self.subs.keys().cloned().collect();
+        let plan = plan(&subscribed, wanted, &self.refused, cap);
+        if plan.capped != self.capped {
+            if plan.capped > 0 {
+                warn!(
+                    kind = K::LABEL,
+                    wanted = wanted.len(),
+                    cap,
+                    without = plan.capped,
+                    "more keys than the subscription cap; the rest get no PnL"
+                );
+            }
+            self.capped = plan.capped;
+        }
+        for key in &plan.gone {
+            self.pending.remove(key);
+            self.first.remove(key);
+        }
+        if !self.collecting() && !plan.gone.is_empty() {
+            K::hub(state).apply(Vec::new(), plan.gone.clone());
+        }
+        if fresh {
+            self.pending = plan.target.clone();
+            self.first.clear();
+            self.collecting_since = Some(Instant::now());
+        }
+        // The first set waits only for keys still to be subscribed: a position closed (or a
+        // key refused) before its request's turn came would otherwise hold the whole set back
+        // until the sync timeout.
+        self.pending.retain(|k| plan.target.contains(k));
+        self.first.retain(|k, _| plan.target.contains(k));
+        self.finish_first_set(state, false);
+        plan
     }
 
     fn collecting(&self) -> bool {
@@ -304,6 +365,7 @@ impl<K: PerKey> Keyed<K> {
                     warn!(kind = K::LABEL, ?key, error = %e, "subscription refused; that key gets no data");
                     self.subs.remove(&key);
                     self.pending.remove(&key);
+                    self.refused.insert(key);
                 }
             }
             n += 1;
@@ -327,7 +389,80 @@ impl<K: PerKey> Keyed<K> {
 
 #[cfg(test)]
 mod tests {
-    use super::amount;
+    use ibapi::prelude::Notice;
+
+    use super::*;
+    use crate::model::Freshness;
+
+    fn keys(ks: &[i64]) -> BTreeSet<(String, i64)> {
+        ks.iter().map(|k| ("DU1".to_owned(), *k)).collect()
+    }
+
+    fn key(k: i64) -> (String, i64) {
+        ("DU1".to_owned(), k)
+    }
+
+    fn value(k: i64) -> ((String, i64), Result<SubscriptionItem<PnLSingle>, ibapi::Error>) {
+        let item = PnLSingle { position: 10.0, daily_pnl: 1.0, unrealized_pnl: 2.0, realized_pnl: 0.0, value: 100.0 };
+        (key(k), Ok(SubscriptionItem::Data(item)))
+    }
+
+    fn refusal(k: i64) -> ((String, i64), Result<SubscriptionItem<PnLSingle>, ibapi::Error>) {
+        let notice = Notice {
+            request_id: Some(7),
+            code: 321,
+            message: "Error validating request".into(),
+            error_time: None,
+            advanced_order_reject_json: String::new(),
+        };
+        (key(k), Err(ibapi::Error::Notice(notice)))
+    }
+
+    #[test]
+    fn near_the_cap_existing_subscriptions_are_kept_and_new_keys_take_free_slots_only() {
+        let none = BTreeSet::new();
+        // 2 and 3 hold the two slots; 1 opens and sorts first, but takes no slot from them.
+        let p = plan(&keys(&[2, 3]), &keys(&[1, 2, 3]), &none, 2);
+        assert_eq!((p.gone, p.new, p.target, p.capped), (vec![], vec![], keys(&[2, 3]), 1));
+        // 2 closes: its slot is free, and 1 takes it; 3 stays.
+        let p = plan(&keys(&[2, 3]), &keys(&[1, 3]), &none, 2);
+        assert_eq!((p.gone, p.new, p.target, p.capped), (vec![key(2)], vec![key(1)], keys(&[1, 3]), 0));
+        // From nothing, the first keys in order.
+        let p = plan(&BTreeSet::new(), &keys(&[5, 4, 6]), &none, 2);
+        assert_eq!((p.new, p.capped), (vec![key(4), key(5)], 1));
+    }
+
+    #[test]
+    fn a_refused_key_is_not_asked_again_while_it_stays_wanted() {
+        let state = State::new("127.0.0.1:1", 1);
+        let mut k = Keyed::<PositionPnl>::default();
+        let p = k.replan(&state, &keys(&[1, 2]), 100, true);
+        assert_eq!(p.new, vec![key(1), key(2)]);
+        k.fold(refusal(1), &state).expect("one refusal does not end the session");
+        // Another position changes: the held set is the same, and 1 is not requested again.
+        let p = k.replan(&state, &keys(&[1, 2, 3]), 100, false);
+        assert!(!p.new.contains(&key(1)), "a refused key is asked once: {p:?}");
+        assert!(!p.target.contains(&key(1)), "and takes no slot");
+        // Closed and reopened: a new position, asked once more.
+        k.replan(&state, &keys(&[2, 3]), 100, false);
+        let p = k.replan(&state, &keys(&[1, 2, 3]), 100, false);
+        assert!(p.new.contains(&key(1)), "{p:?}");
+    }
+
+    #[test]
+    fn a_key_closed_before_its_turn_does_not_hold_back_the_first_set() {
+        let state = State::new("127.0.0.1:1", 1);
+        let mut k = Keyed::<PositionPnl>::default();
+        // A new set of three (after 1101): 1 and 2 report; 3 closes before it was subscribed.
+        k.replan(&state, &keys(&[1, 2, 3]), 100, true);
+        k.fold(value(1), &state).unwrap();
+        k.fold(value(2), &state).unwrap();
+        assert!(!matches!(state.position_pnl.snapshot().freshness, Freshness::Live), "3 has not reported");
+        k.replan(&state, &keys(&[1, 2]), 100, false);
+        let snap = state.position_pnl.snapshot();
+        assert_eq!(snap.freshness, Freshness::Live, "every key still held has reported: published now");
+        assert_eq!(snap.rows.keys().cloned().collect::<BTreeSet<_>>(), keys(&[1, 2]));
+    }
 
     #[test]
     fn amounts_carry_no_binary_noise() {

@@ -15,6 +15,7 @@ mod gateway_streams;
 mod gateway_tls;
 mod metrics;
 mod pnl;
+mod session_actor;
 mod sim_faults;
 mod sim_interop;
 mod trader_client;

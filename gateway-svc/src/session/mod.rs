@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::UpstreamSettings;
-use crate::health::SessionState;
+use crate::health::{Health, SessionState};
 use crate::maintenance::Schedule;
 use crate::model::{AccountRow, Row};
 use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
@@ -95,6 +95,36 @@ struct Subs {
 }
 
 impl Actor {
+    /// Changes health and publishes it, only if the change is one a reader can see: every
+    /// published change is a WatchHealth message to each client (and, through the bridge, a
+    /// NATS message), so a write that changes nothing publishes nothing.
+    fn publish(&self, f: impl FnOnce(&mut Health)) {
+        let current = self.state.health();
+        let mut next = (*current).clone();
+        f(&mut next);
+        if next == *current {
+            return;
+        }
+        // The session is health's only writer, so nothing changed it since it was read.
+        self.state.update_health(|h| {
+            next.version = h.version;
+            *h = next;
+        });
+    }
+
+    /// Records a probe's round trip without publishing a change: the link being alive is no
+    /// news (a probe runs about every `probe_idle` while IB is quiet), so the value is updated
+    /// in place. `GetHealth` reads it at once, a WatchHealth stream (and the bridge) with the
+    /// next change; the `ibgw_probe_rtt_seconds` metric has every probe's.
+    fn record_probe_rtt(&self, rtt: Duration) {
+        self.state.metrics.probe_rtt(rtt.as_secs_f64());
+        self.state.health.send_if_modified(|h| {
+            // Copy on write: health already published (on the change feed) keeps its value.
+            Arc::make_mut(h).last_probe_rtt_ms = rtt.as_secs_f64() * 1000.0;
+            false
+        });
+    }
+
     fn set_state(&self, state: SessionState, reason: impl Into<String>) {
         let reason = reason.into();
         let current = self.state.health();
@@ -105,7 +135,7 @@ impl Actor {
         let expected = state != SessionState::Ready && self.maintenance.schedule.active_now().is_some();
         info!(from = current.state.as_str(), to = state.as_str(), %reason, expected_outage = expected, "session state");
         self.state.metrics.session_state(state);
-        self.state.update_health(|h| {
+        self.publish(|h| {
             h.state = state;
             h.expected_outage = expected;
             h.reason = reason;
@@ -147,7 +177,7 @@ impl Actor {
             };
             let next = SystemTime::now() + delay;
             self.set_state(SessionState::Reconnecting, format!("{reason}; retrying in {} ms", delay.as_millis()));
-            self.state.update_health(|h| {
+            self.publish(|h| {
                 h.next_attempt_at = Some(next);
                 h.server_version = 0;
             });
@@ -165,7 +195,7 @@ impl Actor {
     /// The flag says whether the session stayed ready long enough to reset the backoff.
     async fn attempt(&mut self) -> (End, bool) {
         let client_id = self.client_id();
-        self.state.update_health(|h| h.client_id = client_id);
+        self.publish(|h| h.client_id = client_id);
         self.set_state(SessionState::Connecting, format!("dialling {} as client id {client_id}", self.cfg.address));
         let builder = Client::builder()
             .address(self.cfg.address.clone())
@@ -188,7 +218,7 @@ impl Actor {
             Ok(Err(ibapi::Error::ClientIdInUse { client_id })) => {
                 self.consecutive_conflicts += 1;
                 self.state.metrics.client_id_conflict();
-                self.state.update_health(|h| h.client_id_conflicts += 1);
+                self.publish(|h| h.client_id_conflicts += 1);
                 return (lost("client_id_in_use", format!("client id {client_id} in use (326)")), false);
             }
             Ok(Err(ibapi::Error::ServerVersion(required, actual, _))) => {
@@ -218,7 +248,7 @@ impl Actor {
         self.epoch += 1;
         self.state.metrics.epoch(self.epoch);
         let epoch = self.epoch;
-        self.state.update_health(|h| {
+        self.publish(|h| {
             h.server_version = client.server_version();
             h.epoch = epoch;
             // A new connection is told every farm's state afresh.
@@ -226,12 +256,12 @@ impl Actor {
         });
         self.state.metrics.clear_farms();
         self.set_state(SessionState::Syncing, "subscribing to positions and account summary");
-        let mut subs = match self.sync_all(client).await {
+        let mut subs = match self.sync_all(client, Duration::ZERO).await {
             Ok(subs) => subs,
             Err(end) => return end,
         };
         if self.sessions > 0 {
-            self.state.update_health(|h| h.reconnects += 1);
+            self.publish(|h| h.reconnects += 1);
         }
         self.sessions += 1;
         self.set_state(SessionState::Ready, "live");
@@ -248,14 +278,10 @@ impl Actor {
             // Every branch is cancellation safe: Subscription::next and NoticeStream::next read
             // from broadcast receivers, and the tick is an Interval. Not biased: a flood of
             // position updates must not starve notices or the probe.
+            // A branch's own work waits on IB (a probe, paced PnL requests, a resync): each of
+            // those races the shutdown token too, so shutdown never waits for them.
             let step = tokio::select! {
-                () = self.shutdown.cancelled() => {
-                    Positions::cancel(&subs.positions).await;
-                    Summary::cancel(&subs.summary).await;
-                    subs.account_pnl.cancel_all().await;
-                    subs.position_pnl.cancel_all().await;
-                    return End::Shutdown;
-                }
+                () = self.shutdown.cancelled() => Err(End::Shutdown),
                 item = subs.positions.next() => {
                     last_rx = Instant::now();
                     let folded = match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
@@ -268,20 +294,16 @@ impl Actor {
                         Ok(()) if !subs.pnl_pending => {
                             let held = self.held_positions();
                             let cap = self.cfg.max_position_pnl;
-                            match subs.position_pnl.follow(client, &self.state, held, cap, false, PNL_STEP).await {
-                                Ok(done) => {
-                                    subs.pnl_pending = !done;
-                                    Ok(())
-                                }
-                                Err(e) => Err(keyed_lost(e)),
-                            }
+                            let follow = subs.position_pnl.follow(client, &self.state, held, cap, false, PNL_STEP);
+                            let followed = self.or_shutdown(async { follow.await.map_err(keyed_lost) }).await;
+                            followed.map(|done| subs.pnl_pending = !done)
                         }
                         other => other,
                     }
                 }
                 // After READY (and after every resync), a few PnL subscriptions per turn: one per
                 // account and per held position, collected into one first full set.
-                () = std::future::ready(()), if subs.pnl_pending => self.follow_pnl(client, &mut subs).await,
+                () = std::future::ready(()), if subs.pnl_pending => self.or_shutdown(self.follow_pnl(client, &mut subs)).await,
                 Some(item) = subs.account_pnl.next() => {
                     last_rx = Instant::now();
                     subs.account_pnl.fold(item, &self.state).map_err(keyed_lost)
@@ -307,7 +329,15 @@ impl Actor {
                         NoticeAction::Teardown(end) => Err(end),
                         NoticeAction::Resync => {
                             self.set_state(SessionState::Syncing, format!("resubscribing after {}", notice.code));
-                            self.sync_all(client).await.map(|fresh| subs = fresh)
+                            // Cancelled explicitly, in order, before the first new request: old
+                            // subscriptions merely dropped would send their cancels later, after
+                            // the new requests and out of the same message budget.
+                            let cancels = cancel_subs(&mut subs).await;
+                            // The cancels go out at once but are paid for out of the message
+                            // budget: the new requests wait that long first.
+                            let rate = f64::from(self.cfg.max_messages_per_second.max(1));
+                            let paced = Duration::from_secs_f64(cancels as f64 / rate);
+                            self.sync_all(client, paced).await.map(|fresh| subs = fresh)
                         }
                         NoticeAction::RefreshSummary => {
                             self.set_state(SessionState::Syncing, format!("refreshing the account summary after {}", notice.code));
@@ -325,15 +355,30 @@ impl Actor {
                     if last_rx.elapsed() < self.cfg.probe_idle() {
                         Ok(())
                     } else {
-                        let probed = self.probe(client).await;
+                        let probed = self.or_shutdown(self.probe(client)).await;
                         last_rx = Instant::now();
                         probed
                     }
                 }
             };
-            if let Err(end) = step {
-                return end;
+            match step {
+                Ok(()) => {}
+                Err(End::Shutdown) => {
+                    // Our side ends the subscriptions before the socket closes.
+                    cancel_subs(&mut subs).await;
+                    return End::Shutdown;
+                }
+                Err(end) => return end,
             }
+        }
+    }
+
+    /// Runs `work` unless shutdown comes first. `work` is dropped mid-request only at shutdown,
+    /// when the socket is closed next anyway.
+    async fn or_shutdown<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
+        tokio::select! {
+            r = work => r,
+            () = self.shutdown.cancelled() => Err(End::Shutdown),
         }
     }
 
@@ -347,7 +392,11 @@ impl Actor {
 
     /// Runs `work` under the sync timeout, unless shutdown comes first.
     async fn within_sync<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
-        let deadline = self.cfg.sync_timeout();
+        self.within(self.cfg.sync_timeout(), work).await
+    }
+
+    /// Runs `work` under `deadline`, unless shutdown comes first.
+    async fn within<T>(&self, deadline: Duration, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
         tokio::select! {
             r = timeout(deadline, work) => r.unwrap_or_else(|_| Err(lost(
                 "sync_timeout",
@@ -357,14 +406,19 @@ impl Actor {
         }
     }
 
-    /// Subscribes every kind, reads each first snapshot and reconciles the hubs. Used for a new
-    /// session and after 1101 (IB dropped every subscription).
-    async fn sync_all(&self, client: &Arc<Client>) -> Result<Subs, End> {
-        self.within_sync(async {
-            let accounts =
-                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
+    /// Subscribes every kind, reads each first snapshot and reconciles the hubs, within the sync
+    /// timeout plus `paced` (how long the message budget holds new requests back). Used for a
+    /// new session and after 1101 (IB dropped every subscription).
+    async fn sync_all(&self, client: &Arc<Client>, paced: Duration) -> Result<Subs, End> {
+        self.within(self.cfg.sync_timeout() + paced, async {
+            // The subscriptions first, the one-shot last: a one-shot's timeout (the probe
+            // timeout) runs from before its request waits for the message budget, and after 1101
+            // the cancels just sent hold new requests back (100 position PnL cancels are 2.5 s
+            // at 40 a second). A subscription waits that out under the sync timeout instead.
             let positions = self.open::<Positions>(client).await?;
             let summary = self.open::<Summary>(client).await?;
+            let accounts =
+                client.managed_accounts().await.map_err(|e| lost("sync_failed", format!("managed accounts: {e}")))?;
             let rows = accounts
                 .into_iter()
                 .enumerate()
@@ -426,8 +480,7 @@ impl Actor {
         match timeout(self.cfg.probe_timeout(), client.server_time()).await {
             Ok(Ok(_)) => {
                 let rtt = started.elapsed();
-                self.state.metrics.probe_rtt(rtt.as_secs_f64());
-                self.state.update_health(|h| h.last_probe_rtt_ms = rtt.as_secs_f64() * 1000.0);
+                self.record_probe_rtt(rtt);
                 debug!(rtt_ms = rtt.as_millis() as u64, "liveness probe answered");
                 Ok(())
             }
@@ -460,6 +513,15 @@ fn handshake_rejected(address: &str, detail: &str) -> String {
          supports (needs API server version {MIN_SERVER_VERSION} or higher, 10.40 or newer: upgrade it), or it \
          refuses this host (check \"Enable ActiveX and Socket Clients\" and Trusted IPs in its API settings)"
     )
+}
+
+/// Cancels every subscription of the session, in order, and returns how many. Cancels are never
+/// held by the rate limiter (they count against the budget but go out at once), so this does not
+/// wait on IB.
+async fn cancel_subs(subs: &mut Subs) -> usize {
+    Positions::cancel(&subs.positions).await;
+    Summary::cancel(&subs.summary).await;
+    2 + subs.account_pnl.cancel_all().await + subs.position_pnl.cancel_all().await
 }
 
 fn keyed_lost(e: KeyedError) -> End {

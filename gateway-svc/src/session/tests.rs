@@ -105,3 +105,40 @@ fn data_maintained_makes_live_only_what_this_session_has_synced() {
         "last session's PnL must not become live on 1102"
     );
 }
+
+#[test]
+fn an_answered_probe_publishes_no_health_change() {
+    let a = actor();
+    a.set_state(SessionState::Ready, "live");
+    let (before, mut changes) = a.state.watch_health();
+    a.record_probe_rtt(Duration::from_micros(1500));
+    a.record_probe_rtt(Duration::from_micros(2500));
+    assert!(changes.try_recv().is_err(), "an idle probe is no change a client is sent");
+    let now = a.state.health();
+    assert_eq!(now.version, before.version, "nor a new version");
+    assert!((now.last_probe_rtt_ms - 2.5).abs() < 1e-9, "GetHealth reads the last round trip: {now:?}");
+    // The next real change carries it.
+    a.set_state(SessionState::Degraded, "IB link lost (1100)");
+    let change = changes.try_recv().expect("a change");
+    assert!((change.last_probe_rtt_ms - 2.5).abs() < 1e-9);
+    assert!(
+        (before.last_probe_rtt_ms).abs() < 1e-9,
+        "health already published keeps its value (copy on write): {before:?}"
+    );
+}
+
+#[test]
+fn health_that_did_not_change_is_not_published() {
+    let a = actor();
+    let mut link_lost = false;
+    a.on_notice(&notice(2104, "Market data farm connection is OK:usfarm"), &mut link_lost);
+    let (before, mut changes) = a.state.watch_health();
+    // Gateways repeat farm notices (every new connection is told each farm's state again).
+    a.on_notice(&notice(2104, "Market data farm connection is OK:usfarm"), &mut link_lost);
+    a.set_state(before.state, before.reason.clone());
+    a.publish(|h| h.client_id = before.client_id);
+    assert!(changes.try_recv().is_err(), "nothing a client can see changed");
+    assert_eq!(a.state.health().version, before.version);
+    a.on_notice(&notice(2103, "Market data farm connection is broken:usfarm"), &mut link_lost);
+    assert_eq!(changes.try_recv().expect("a farm that changed is published").farms[0].status, FarmStatus::Broken);
+}
