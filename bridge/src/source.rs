@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use gateway_proto::client::{Client, source_chain};
 use gateway_proto::pb;
+use ibgw_client::{Client, source_chain};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -50,8 +50,8 @@ impl Gateway {
         let token = s.token.as_ref().map(|t| t.expose());
         let timeout = std::time::Duration::from_millis(s.connect_timeout_ms);
         let r = match &self.ca {
-            Some(ca) => gateway_proto::client::connect_tls(&s.address, token, ca, timeout).await,
-            None => gateway_proto::client::connect(&s.address, token, timeout).await,
+            Some(ca) => ibgw_client::connect_tls(&s.address, token, ca, timeout).await,
+            None => ibgw_client::connect(&s.address, token, timeout).await,
         };
         r.map_err(|e| e.to_string())
     }

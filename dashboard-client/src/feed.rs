@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gateway_proto::client::{Client, source_chain};
 use gateway_proto::pb;
+use ibgw_client::{Client, source_chain};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
