@@ -168,3 +168,55 @@ pub fn rows<R: Row>(view: &View<R::Kind>, u: ibgw_client::Update<R::Kind>) -> Up
 pub fn health(_: &View<ibgw_client::Health>, u: ibgw_client::Update<ibgw_client::Health>) -> Option<pb::Health> {
     u.items.into_iter().next()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Rows;
+    use crate::model::Position;
+
+    fn pos(account: &str, con_id: i64, qty: &str) -> pb::Position {
+        pb::Position { account: account.into(), con_id, quantity: qty.into(), ..Default::default() }
+    }
+
+    fn live() -> Option<pb::Freshness> {
+        Some(pb::Freshness { state: pb::FreshnessState::Live as i32, ..Default::default() })
+    }
+
+    fn quantities(rows: &ByAccount<Position>) -> Vec<(String, i64, String)> {
+        rows.iter().flat_map(|(a, r)| r.values().map(move |p| (a.clone(), p.con_id, p.quantity.clone()))).collect()
+    }
+
+    #[test]
+    fn a_delta_carries_every_row_of_the_accounts_it_touches_as_the_view_holds_them() {
+        let mut view = View::<ibgw_client::Positions>::new();
+        let snapshot = pb::WatchPositionsResponse {
+            kind: pb::UpdateKind::Snapshot as i32,
+            seq: 1,
+            items: vec![pos("A", 1, "10"), pos("A", 2, "20"), pos("B", 3, "30"), pos("C", 4, "40")],
+            freshness: live(),
+            ..Default::default()
+        };
+        let u = view.apply_message(snapshot).unwrap();
+        let Rows::All(all) = rows::<Position>(&view, u).rows else { panic!("a snapshot is every account") };
+        assert_eq!(all.len(), 3);
+        let delta = pb::WatchPositionsResponse {
+            kind: pb::UpdateKind::Delta as i32,
+            seq: 2,
+            upserts: vec![pos("A", 1, "11")],
+            removals: vec![pb::PositionKey { account: "B".into(), con_id: 3 }],
+            freshness: live(),
+            ..Default::default()
+        };
+        let u = view.apply_message(delta).unwrap();
+        let Rows::Accounts(touched) = rows::<Position>(&view, u).rows else { panic!("a delta is its accounts") };
+        // A keeps its unchanged row 2, B is emptied, C is not touched.
+        assert_eq!(quantities(&touched), [("A".into(), 1, "11".into()), ("A".into(), 2, "20".into())]);
+        assert_eq!(touched.keys().collect::<Vec<_>>(), ["A", "B"]);
+        assert!(touched["B"].is_empty());
+        let freshness =
+            pb::WatchPositionsResponse { kind: pb::UpdateKind::Freshness as i32, seq: 3, ..Default::default() };
+        let u = view.apply_message(freshness).unwrap();
+        assert!(matches!(rows::<Position>(&view, u).rows, Rows::Unchanged));
+    }
+}

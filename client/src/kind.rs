@@ -163,3 +163,52 @@ impl Kind for Health {
     }
     fn key(_: &pb::Health) -> Self::Key {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::View;
+
+    fn health(seq: u64, epoch: u64, reason: &str) -> pb::WatchHealthResponse {
+        let health = pb::Health { session_epoch: epoch, reason: reason.into(), ..Default::default() };
+        pb::WatchHealthResponse { health: Some(health), seq }
+    }
+
+    #[test]
+    fn every_health_message_is_the_whole_value_and_may_change_the_epoch() {
+        let mut v = View::<Health>::new();
+        let first = v.apply_message(health(1, 1, "live")).expect("the first message opens");
+        assert_eq!(first.kind, UpdateKind::Snapshot);
+        // A new upstream session: the epoch changes on an ordinary health message, which is a
+        // full set, so it is no gap.
+        let next = v.apply_message(health(2, 2, "reconnected")).expect("a new epoch in a full set");
+        assert_eq!(next.kind, UpdateKind::Resync);
+        assert_eq!(v.rows().get(&()).map(|h| (h.session_epoch, h.reason.as_str())), Some((2, "reconnected")));
+        assert_eq!(v.freshness().state, crate::view::FreshnessState::Live);
+        assert!(v.apply_message(health(4, 2, "skipped")).is_err(), "a skipped seq is still a gap");
+    }
+
+    #[test]
+    fn removals_are_keyed_like_rows() {
+        let m = pb::WatchAccountSummaryResponse {
+            kind: pb::UpdateKind::Delta as i32,
+            upserts: vec![pb::SummaryValue {
+                account: "DU1".into(),
+                tag: "NetLiquidation".into(),
+                value: "1".into(),
+                currency: "USD".into(),
+            }],
+            removals: vec![pb::SummaryKey { account: "DU1".into(), tag: "BuyingPower".into(), currency: "USD".into() }],
+            ..Default::default()
+        };
+        let u = Summary::update(m);
+        assert_eq!(Summary::key(&u.upserts[0]), ("DU1".to_owned(), "NetLiquidation".to_owned(), "USD".to_owned()));
+        assert_eq!(u.removals, [("DU1".to_owned(), "BuyingPower".to_owned(), "USD".to_owned())]);
+        let p = PositionPnl::update(pb::WatchPositionPnlResponse {
+            removals: vec![pb::PositionKey { account: "DU1".into(), con_id: 7 }],
+            ..Default::default()
+        });
+        let row = pb::PositionPnl { account: "DU1".into(), con_id: 7, ..Default::default() };
+        assert_eq!(p.removals, [PositionPnl::key(&row)], "a removal names the row it removes");
+    }
+}
