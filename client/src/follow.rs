@@ -134,7 +134,8 @@ impl<K: Kind, C> std::fmt::Debug for Follower<K, C> {
             .field("kind", &K::NAME)
             .field("open", &self.stream.is_some())
             .field("retry_at", &self.retry_at)
-            .field("view", &self.view)
+            .field("rows", &self.view.rows().len())
+            .field("freshness", self.view.freshness())
             .finish_non_exhaustive()
     }
 }
