@@ -42,7 +42,7 @@ impl InProcess {
         let addrs = DemoAddrs { sim_api: any_port(), sim_control: any_port() };
         let demo = Demo::start(settings, addrs, ib_sim::Scenario::default(), CancellationToken::new())
             .await
-            .map_err(|e| Error::setup("gateway-svc demo (in-process)", gateway_proto::client::source_chain(&e)))?;
+            .map_err(|e| Error::setup("gateway-svc demo (in-process)", ibgw_client::source_chain(&e)))?;
         let stack = InProcess { demo };
         wait_ready(&mut connect(stack.grpc()).await?, READY_TIMEOUT).await?;
         Ok(stack)
@@ -148,7 +148,7 @@ pub async fn channel(addr: SocketAddr) -> Result<Channel> {
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .map_err(|e| Error::setup(&format!("cannot connect to {addr}"), gateway_proto::client::source_chain(&e)))
+        .map_err(|e| Error::setup(&format!("cannot connect to {addr}"), ibgw_client::source_chain(&e)))
 }
 
 /// The service's health.

@@ -2,23 +2,24 @@
 //! [`Target`], gateway-svc's state as the gRPC stream tells it, and [`Published`], what the
 //! stream and buckets say per account. Publishing is always "make published equal target" for
 //! some accounts, so a live delta, a gateway-svc RESYNC and a reconciliation after an outage all
-//! take the same path. Pure code: no I/O here.
+//! take the same path. The stream itself is folded by `ibgw-client`; a message arrives here as the
+//! rows it may have changed. Pure code: no I/O here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// gRPC's `UpdateKind`, as `ibgw-client` reads it.
+pub use ibgw_client::UpdateKind;
+
 use crate::model::{ByAccount, Change, ChangeKind, Freshness, Row};
 
-/// A gRPC stream message of one data kind, converted.
+/// A gRPC stream message of one data kind, converted: the rows it may have changed as
+/// `ibgw-client`'s view of the stream holds them after it (the fold is the library's).
 #[derive(Debug, Clone)]
 pub struct Update<R: Row> {
     /// SNAPSHOT, DELTA, RESYNC or FRESHNESS (gRPC's kinds).
     pub kind: UpdateKind,
-    /// SNAPSHOT and RESYNC: the full set.
-    pub items: Vec<R>,
-    /// DELTA: rows added or changed.
-    pub upserts: Vec<R>,
-    /// DELTA: rows removed.
-    pub removals: Vec<R::Key>,
+    /// The rows of the accounts it may have changed.
+    pub rows: Rows<R>,
     /// Upstream session generation.
     pub epoch: u64,
     /// gateway-svc's state version.
@@ -33,22 +34,19 @@ impl<R: Row> Update<R> {
     /// gateway-svc has nothing to say yet (a full set with freshness UNKNOWN: a gateway-svc that
     /// just started and has not synced). Not an empty book: the last known rows stay, stale.
     pub fn no_data(&self) -> bool {
-        matches!(self.kind, UpdateKind::Snapshot | UpdateKind::Resync)
-            && self.freshness.state == crate::model::FreshnessState::Unknown
+        self.kind.is_full_set() && self.freshness.state == crate::model::FreshnessState::Unknown
     }
 }
 
-/// gRPC's `UpdateKind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateKind {
-    /// First message of a stream.
-    Snapshot,
-    /// Live changes.
-    Delta,
-    /// Full set after a gap.
-    Resync,
-    /// Freshness only.
-    Freshness,
+/// What a message's rows replace.
+#[derive(Debug, Clone)]
+pub enum Rows<R: Row> {
+    /// SNAPSHOT and RESYNC: every account (an account without rows is absent).
+    All(ByAccount<R>),
+    /// DELTA: these accounts, each with all its rows (none: it has no rows left).
+    Accounts(ByAccount<R>),
+    /// FRESHNESS: none.
+    Unchanged,
 }
 
 /// Which accounts a step may have changed, and what to call the messages it needs.
@@ -111,32 +109,24 @@ impl<R: Row> Target<R> {
         self.as_of = u.as_of;
         self.freshness = u.freshness;
         self.lost = None;
-        match u.kind {
-            UpdateKind::Snapshot | UpdateKind::Resync => {
-                self.rows = group::<R>(u.items);
+        match u.rows {
+            Rows::All(rows) => {
+                self.rows = rows;
                 self.ready = true;
                 Touched::all()
             }
-            UpdateKind::Delta => {
-                let mut accounts = BTreeSet::new();
-                for r in u.upserts {
-                    let k = r.key();
-                    accounts.insert(R::account(&k).to_owned());
-                    self.rows.entry(R::account(&k).to_owned()).or_default().insert(k, r);
-                }
-                for k in u.removals {
-                    let account = R::account(&k).to_owned();
-                    if let Some(rows) = self.rows.get_mut(&account) {
-                        rows.remove(&k);
-                        if rows.is_empty() {
-                            self.rows.remove(&account);
-                        }
+            Rows::Accounts(rows) => {
+                let accounts = rows.keys().cloned().collect();
+                for (account, rows) in rows {
+                    if rows.is_empty() {
+                        self.rows.remove(&account);
+                    } else {
+                        self.rows.insert(account, rows);
                     }
-                    accounts.insert(account);
                 }
                 Touched { accounts: (!freshness_changed).then_some(accounts), hint: ChangeKind::Delta }
             }
-            UpdateKind::Freshness => Touched { accounts: None, hint: ChangeKind::Freshness },
+            Rows::Unchanged => Touched { accounts: None, hint: ChangeKind::Freshness },
         }
     }
 
@@ -350,17 +340,13 @@ mod tests {
         Freshness { state: FreshnessState::Live, since: None, reason: String::new() }
     }
 
-    fn update(kind: UpdateKind, items: Vec<Position>, version: u64) -> Update<Position> {
-        Update {
-            kind,
-            upserts: if kind == UpdateKind::Delta { items.clone() } else { Vec::new() },
-            items,
-            removals: Vec::new(),
-            epoch: 1,
-            version,
-            as_of: String::new(),
-            freshness: live(),
-        }
+    fn update(kind: UpdateKind, rows: Vec<Position>, version: u64) -> Update<Position> {
+        let rows = match kind {
+            UpdateKind::Snapshot | UpdateKind::Resync => Rows::All(group(rows)),
+            UpdateKind::Delta => Rows::Accounts(group(rows)),
+            UpdateKind::Freshness => Rows::Unchanged,
+        };
+        Update { kind, rows, epoch: 1, version, as_of: String::new(), freshness: live() }
     }
 
     #[test]
@@ -381,7 +367,7 @@ mod tests {
         }
         // A delta touches only its account; a removal empties it.
         let mut d = update(UpdateKind::Delta, vec![], 4);
-        d.removals = vec![pos("B", 2, "5").key()];
+        d.rows = Rows::Accounts([("B".to_owned(), BTreeMap::new())].into());
         let touched = t.apply(d);
         assert_eq!(t.accounts(&touched, &published), ["B"]);
         let c = t.change_for("positions", "B", &published["B"], touched.hint).expect("removal");

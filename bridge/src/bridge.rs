@@ -3,20 +3,16 @@
 //! bounded channel, the heartbeat, and the ops HTTP server, all owned by one task tracker and
 //! stopped by one cancellation token.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_proto::client::Client;
-use gateway_proto::pb;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::book::Update;
 use crate::config::{ConfigError, Settings};
 use crate::health::HealthPublisher;
 use crate::jet::{Jet, NatsError};
@@ -24,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::model::{AccountPnl, Position, PositionPnl, Row, SummaryValue, rfc3339};
 use crate::ops::{self, Readiness};
 use crate::rows::RowsPublisher;
-use crate::source::{self, Follower, Gateway, StreamMessage, follow};
+use crate::source::{self, Follower, Gateway, follow};
 
 /// gateway-svc messages buffered per kind while the publisher writes to NATS. When it is full
 /// the follower stops reading, and gateway-svc's own lag policy (a RESYNC) takes over.
@@ -100,44 +96,13 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         tracker: tracker.clone(),
     };
     // One follower and one publisher per data kind. A new row kind of gateway-svc is one more
-    // line here, a Row impl in model.rs, a converter in source.rs and a bucket name in config.
-    wiring.rows::<Position, _, _, _>(
-        "positions",
-        &names.positions_bucket,
-        |mut c: Client| async move { c.watch_positions(pb::WatchPositionsRequest::default()).await.map(|r| r.into_inner()) },
-        source::positions,
-    );
-    wiring.rows::<SummaryValue, _, _, _>(
-        "summary",
-        &names.summary_bucket,
-        |mut c: Client| async move {
-            c.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await.map(|r| r.into_inner())
-        },
-        source::summary,
-    );
-    wiring.rows::<AccountPnl, _, _, _>(
-        "account_pnl",
-        &names.account_pnl_bucket,
-        |mut c: Client| async move {
-            c.watch_account_pnl(pb::WatchAccountPnlRequest::default()).await.map(|r| r.into_inner())
-        },
-        source::account_pnl,
-    );
-    wiring.rows::<PositionPnl, _, _, _>(
-        "position_pnl",
-        &names.position_pnl_bucket,
-        |mut c: Client| async move {
-            c.watch_position_pnl(pb::WatchPositionPnlRequest::default()).await.map(|r| r.into_inner())
-        },
-        source::position_pnl,
-    );
+    // line here, a Row impl in model.rs (naming its ibgw-client kind) and a bucket name in config.
+    wiring.rows::<Position>("positions", &names.positions_bucket);
+    wiring.rows::<SummaryValue>("summary", &names.summary_bucket);
+    wiring.rows::<AccountPnl>("account_pnl", &names.account_pnl_bucket);
+    wiring.rows::<PositionPnl>("position_pnl", &names.position_pnl_bucket);
     let (tx, rx) = mpsc::channel(CHANNEL);
-    tracker.spawn(follow(
-        wiring.follower("health"),
-        |mut c: Client| async move { c.watch_health(pb::WatchHealthRequest {}).await.map(|r| r.into_inner()) },
-        source::health,
-        tx,
-    ));
+    tracker.spawn(follow(wiring.follower("health"), source::health, tx));
     let publisher = HealthPublisher::new(jet.clone(), Arc::clone(&metrics), Arc::clone(&readiness));
     tracker.spawn(publisher.run(rx, settings.retry.clone(), shutdown.clone()));
 
@@ -200,15 +165,9 @@ impl Wiring {
 
     /// A follower of one row kind's Watch stream and its publisher into `bucket`, joined by a
     /// bounded channel.
-    fn rows<R, M, F, Fut>(&self, data: &'static str, bucket: &str, open: F, convert: fn(M) -> Update<R>)
-    where
-        R: Row,
-        M: StreamMessage,
-        F: Fn(Client) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<tonic::Streaming<M>, tonic::Status>> + Send + 'static,
-    {
+    fn rows<R: Row>(&self, data: &'static str, bucket: &str) {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        self.tracker.spawn(follow(self.follower(data), open, convert, tx));
+        self.tracker.spawn(follow::<R::Kind, _>(self.follower(data), source::rows::<R>, tx));
         let publisher = RowsPublisher::<R>::new(
             data,
             bucket.to_owned(),

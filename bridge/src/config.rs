@@ -76,12 +76,7 @@ pub struct GatewaySettings {
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self {
-            address: gateway_proto::client::DEFAULT_ADDR.into(),
-            token: None,
-            tls_ca_path: None,
-            connect_timeout_ms: 3_000,
-        }
+        Self { address: ibgw_client::DEFAULT_ADDR.into(), token: None, tls_ca_path: None, connect_timeout_ms: 3_000 }
     }
 }
 
@@ -271,7 +266,7 @@ impl Settings {
         let ops = self.ops.listen.parse::<SocketAddr>().map_err(|_| {
             ConfigError(format!("ops.listen = {:?} is not an address like 127.0.0.1:9465", self.ops.listen))
         })?;
-        gateway_proto::client::endpoint(&self.gateway.address, Duration::from_secs(1))
+        ibgw_client::endpoint(&self.gateway.address, Duration::from_secs(1))
             .map_err(|e| ConfigError(format!("gateway.address: {e}")))?;
         if self.nats.url.split(',').any(|u| u.trim().parse::<async_nats::ServerAddr>().is_err()) {
             return bad(format!("nats.url = {:?} is not a NATS URL like nats://127.0.0.1:4222", self.nats.url));

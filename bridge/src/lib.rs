@@ -9,10 +9,11 @@
 //! - the latest value of every row into key-value buckets (a removed row is deleted), plus a
 //!   status bucket with each subject's freshness and stream position, health, and a heartbeat.
 //!
-//! Modules: [`config`]; [`source`] (gRPC followers); [`book`] (target vs published, pure);
+//! Modules: [`config`]; [`source`] (gRPC followers, on `ibgw-client`); [`book`] (target vs
+//! published, pure);
 //! [`rows`] and [`health`] (the publishers); [`jet`] (NATS); [`model`] (what is written);
 //! [`ops`] and [`metrics`]; [`bridge`] (wiring and shutdown). A new row kind of gateway-svc is a
-//! [`model::Row`] impl, a converter in [`source`], a bucket name and one line in [`bridge`].
+//! [`model::Row`] impl naming its `ibgw-client` kind, a bucket name and one line in [`bridge`].
 
 pub mod book;
 pub mod bridge;

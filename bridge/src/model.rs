@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use gateway_proto::pb;
+use ibgw_client::Kind;
 use serde::{Deserialize, Serialize};
 
 /// How much the data can be trusted, exactly as gateway-svc says it (`gateway.v1.Freshness`).
@@ -34,15 +35,12 @@ pub enum FreshnessState {
 }
 
 impl Freshness {
-    /// From the wire; a missing or unspecified value reads as UNKNOWN.
-    pub fn from_pb(f: Option<&pb::Freshness>) -> Self {
-        let Some(f) = f else {
-            return Self { state: FreshnessState::Unknown, since: None, reason: "no freshness sent".into() };
-        };
-        let state = match pb::FreshnessState::try_from(f.state) {
-            Ok(pb::FreshnessState::Live) => FreshnessState::Live,
-            Ok(pb::FreshnessState::Stale) => FreshnessState::Stale,
-            _ => FreshnessState::Unknown,
+    /// As `ibgw-client` read it from the wire.
+    pub fn from_client(f: &ibgw_client::Freshness) -> Self {
+        let state = match f.state {
+            ibgw_client::FreshnessState::Live => FreshnessState::Live,
+            ibgw_client::FreshnessState::Stale => FreshnessState::Stale,
+            ibgw_client::FreshnessState::Unknown => FreshnessState::Unknown,
         };
         Self { state, since: f.since.as_ref().map(timestamp), reason: f.reason.clone() }
     }
@@ -82,6 +80,12 @@ pub trait Row:
     fn account(key: &Self::Key) -> &str;
     /// The key-value key of a row: `<account>` or `<account>.<rest>`, each part a [`token`].
     fn kv_key(key: &Self::Key) -> String;
+    /// The `ibgw-client` kind whose stream carries these rows.
+    type Kind: Kind;
+    /// A row of that kind's view, as written.
+    fn from_view(row: &<Self::Kind as Kind>::Row) -> Self;
+    /// The account of a key of that kind's view.
+    fn view_account(key: &<Self::Kind as Kind>::Key) -> &str;
 }
 
 /// One position (`gateway.v1.Position`, same field names).
@@ -149,6 +153,13 @@ impl Row for Position {
     fn kv_key(key: &PositionKey) -> String {
         format!("{}.{}", token(&key.account), key.con_id)
     }
+    type Kind = ibgw_client::Positions;
+    fn from_view(row: &<Self::Kind as Kind>::Row) -> Self {
+        Self::from(row.clone())
+    }
+    fn view_account(key: &<Self::Kind as Kind>::Key) -> &str {
+        &key.0
+    }
 }
 
 /// One account summary value (`gateway.v1.SummaryValue`, same field names).
@@ -197,6 +208,13 @@ impl Row for SummaryValue {
     }
     fn kv_key(key: &SummaryKey) -> String {
         format!("{}.{}.{}", token(&key.account), token(&key.tag), token(&key.currency))
+    }
+    type Kind = ibgw_client::Summary;
+    fn from_view(row: &<Self::Kind as Kind>::Row) -> Self {
+        Self::from(row.clone())
+    }
+    fn view_account(key: &<Self::Kind as Kind>::Key) -> &str {
+        &key.0
     }
 }
 
@@ -247,6 +265,13 @@ impl Row for AccountPnl {
     fn kv_key(key: &AccountPnlKey) -> String {
         token(&key.account)
     }
+    type Kind = ibgw_client::AccountPnl;
+    fn from_view(row: &<Self::Kind as Kind>::Row) -> Self {
+        Self::from(row.clone())
+    }
+    fn view_account(key: &<Self::Kind as Kind>::Key) -> &str {
+        key
+    }
 }
 
 /// One position's value and profit and loss (`gateway.v1.PositionPnl`, same field names).
@@ -290,6 +315,13 @@ impl Row for PositionPnl {
     }
     fn kv_key(key: &PositionKey) -> String {
         format!("{}.{}", token(&key.account), key.con_id)
+    }
+    type Kind = ibgw_client::PositionPnl;
+    fn from_view(row: &<Self::Kind as Kind>::Row) -> Self {
+        Self::from(row.clone())
+    }
+    fn view_account(key: &<Self::Kind as Kind>::Key) -> &str {
+        &key.0
     }
 }
 

@@ -1,14 +1,18 @@
 //! Five long-lived gRPC streams (positions, account summary, account PnL, position PnL, health)
-//! kept open against gateway-svc, reconnecting with backoff when it goes away. Each applies
-//! snapshots, deltas and resyncs exactly as the API documents and publishes the result into the
-//! dashboard model. A gateway-svc that does not serve a stream (UNIMPLEMENTED: older than PnL) is
-//! asked again now and then; the rest of the page works meanwhile.
+//! followed with `ibgw-client`'s [`Follower`]: it folds snapshots, deltas and resyncs as the API
+//! documents them, refuses a skipped seq or an epoch change without RESYNC by opening the stream
+//! again, and reconnects with backoff when gateway-svc goes away. Each task copies its view into
+//! the dashboard model after every event. A gateway-svc that does not serve a stream
+//! (UNIMPLEMENTED: older than PnL) is asked again now and then; the rest of the page works
+//! meanwhile.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gateway_proto::client::{Client, source_chain};
-use gateway_proto::pb;
+use ibgw_client::{
+    AccountPnl, Cause, Client, Event, Follower, FreshnessState, Health, Kind, Lost, Options, PositionPnl, Positions,
+    Summary, View,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,170 +27,144 @@ const NOT_SERVED_RETRY: Duration = Duration::from_secs(30);
 
 /// Starts the stream tasks on `tracker`.
 pub fn spawn(client: Client, model: watch::Sender<Dashboard>, tracker: &TaskTracker, shutdown: CancellationToken) {
-    for kind in [Kind::Positions, Kind::Summary, Kind::AccountPnl, Kind::PositionPnl] {
-        tracker.spawn(run(kind, client.clone(), model.clone(), shutdown.clone()));
-    }
-    tracker.spawn(run(Kind::Health, client, model, shutdown));
+    tracker.spawn(data::<Positions, _>(
+        client.clone(),
+        model.clone(),
+        shutdown.clone(),
+        |d| &mut d.positions,
+        |p| {
+            let v = model::position(p);
+            (v.key.clone(), v)
+        },
+    ));
+    tracker.spawn(data::<Summary, _>(
+        client.clone(),
+        model.clone(),
+        shutdown.clone(),
+        |d| &mut d.summary,
+        |v| (model::summary_key(&v.account, &v.tag, &v.currency), model::summary(v)),
+    ));
+    tracker.spawn(data::<AccountPnl, _>(
+        client.clone(),
+        model.clone(),
+        shutdown.clone(),
+        |d| &mut d.account_pnl,
+        |p| (p.account.clone(), model::account_pnl(p)),
+    ));
+    // Keyed like positions (`account:con_id`), so the page joins each row to its position.
+    tracker.spawn(data::<PositionPnl, _>(
+        client.clone(),
+        model.clone(),
+        shutdown.clone(),
+        |d| &mut d.position_pnl,
+        |p| {
+            let v = model::position_pnl(p);
+            (v.key.clone(), v)
+        },
+    ));
+    tracker.spawn(health(client, model, shutdown));
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Positions,
-    Summary,
-    AccountPnl,
-    PositionPnl,
-    Health,
+fn options() -> Options {
+    Options { backoff_initial: BACKOFF_MIN, backoff_max: BACKOFF_MAX, not_served_retry: Some(NOT_SERVED_RETRY) }
 }
 
-/// Why a stream ended.
-#[derive(Debug)]
-enum Ended {
-    /// The dashboard is shutting down.
-    Shutdown,
-    /// gateway-svc went away, or refused the stream: reconnect.
-    Lost(String),
-    /// gateway-svc does not serve this stream (UNIMPLEMENTED).
-    NotServed(String),
+/// Where a data kind is shown, and how one of its rows is (with the key the page orders by).
+struct Shown<K: Kind, V> {
+    view: fn(&mut Dashboard) -> &mut DataView<V>,
+    row: fn(&K::Row) -> (String, V),
 }
 
-impl Ended {
-    fn from_status(s: &tonic::Status) -> Ended {
-        if s.code() == tonic::Code::Unimplemented {
-            Ended::NotServed(source_chain(s))
-        } else {
-            Ended::Lost(source_chain(s))
-        }
-    }
-}
-
-/// What the positions and summary streams have in common.
-trait StreamMessage {
-    type Row;
-    fn kind(&self) -> pb::UpdateKind;
-    fn items(&self) -> &[Self::Row];
-    fn upserts(&self) -> &[Self::Row];
-    fn removal_keys(&self) -> Vec<String>;
-    fn key(row: &Self::Row) -> String;
-    fn freshness(&self) -> Option<&pb::Freshness>;
-    fn epoch(&self) -> u64;
-    fn as_of(&self) -> Option<prost_types::Timestamp>;
-}
-
-/// Every stream response has the same shape (kind, items, upserts, removals, epoch, as_of,
-/// freshness); only how a row and a removal are keyed differs.
-macro_rules! stream_message {
-    ($message:ty, $row:ty, key: |$r:ident| $key:expr, removal: |$k:ident| $removal:expr) => {
-        impl StreamMessage for $message {
-            type Row = $row;
-            fn kind(&self) -> pb::UpdateKind {
-                pb::UpdateKind::try_from(self.kind).unwrap_or(pb::UpdateKind::Unspecified)
-            }
-            fn items(&self) -> &[$row] {
-                &self.items
-            }
-            fn upserts(&self) -> &[$row] {
-                &self.upserts
-            }
-            fn removal_keys(&self) -> Vec<String> {
-                self.removals.iter().map(|$k| $removal).collect()
-            }
-            fn key($r: &$row) -> String {
-                $key
-            }
-            fn freshness(&self) -> Option<&pb::Freshness> {
-                self.freshness.as_ref()
-            }
-            fn epoch(&self) -> u64 {
-                self.session_epoch
-            }
-            fn as_of(&self) -> Option<prost_types::Timestamp> {
-                self.as_of
-            }
-        }
-    };
-}
-
-stream_message!(pb::WatchPositionsResponse, pb::Position,
-    key: |p| format!("{}:{}", p.account, p.con_id),
-    removal: |k| format!("{}:{}", k.account, k.con_id));
-stream_message!(pb::WatchAccountSummaryResponse, pb::SummaryValue,
-    key: |v| model::summary_key(&v.account, &v.tag, &v.currency),
-    removal: |k| model::summary_key(&k.account, &k.tag, &k.currency));
-stream_message!(pb::WatchAccountPnlResponse, pb::AccountPnl,
-    key: |p| p.account.clone(),
-    removal: |k| k.account.clone());
-// Keyed like positions (`account:con_id`), so the page joins each row to its position.
-stream_message!(pb::WatchPositionPnlResponse, pb::PositionPnl,
-    key: |p| format!("{}:{}", p.account, p.con_id),
-    removal: |k| format!("{}:{}", k.account, k.con_id));
-
-/// Applies one message to the rows a stream has seen.
-fn apply<M: StreamMessage>(rows: &mut BTreeMap<String, M::Row>, m: &M)
-where
-    M::Row: Clone,
-{
-    match m.kind() {
-        pb::UpdateKind::Snapshot | pb::UpdateKind::Resync => {
-            *rows = m.items().iter().map(|r| (M::key(r), r.clone())).collect();
-        }
-        pb::UpdateKind::Delta => {
-            for r in m.upserts() {
-                rows.insert(M::key(r), r.clone());
-            }
-            for k in m.removal_keys() {
-                rows.remove(&k);
-            }
-        }
-        pb::UpdateKind::Freshness | pb::UpdateKind::Unspecified => {}
-    }
-}
-
-async fn run(kind: Kind, mut client: Client, model: watch::Sender<Dashboard>, shutdown: CancellationToken) {
-    let mut backoff = BACKOFF_MIN;
+/// Follows one data stream until shutdown, copying its view into the model after each event.
+async fn data<K: Kind, V>(
+    client: Client,
+    model: watch::Sender<Dashboard>,
+    shutdown: CancellationToken,
+    view: fn(&mut Dashboard) -> &mut DataView<V>,
+    row: fn(&K::Row) -> (String, V),
+) {
+    let shown = Shown::<K, V> { view, row };
+    let mut follower = Follower::<K, Client>::new(client, options());
     loop {
-        let ended = match kind {
-            Kind::Positions => positions(&mut client, &model, &shutdown, &mut backoff).await,
-            Kind::Summary => summary(&mut client, &model, &shutdown, &mut backoff).await,
-            Kind::AccountPnl => account_pnl(&mut client, &model, &shutdown, &mut backoff).await,
-            Kind::PositionPnl => position_pnl(&mut client, &model, &shutdown, &mut backoff).await,
-            Kind::Health => health(&mut client, &model, &shutdown, &mut backoff).await,
-        };
-        let pause = match ended {
-            Ended::Shutdown => return,
-            Ended::Lost(error) => {
-                warn!(stream = ?kind, %error, "stream to gateway-svc lost; reconnecting");
-                link_down(&model, &error);
-                let pause = backoff;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                pause
-            }
-            Ended::NotServed(error) => {
-                warn!(stream = ?kind, %error, "gateway-svc does not serve this stream; asking again later");
-                not_served(&model, kind);
-                NOT_SERVED_RETRY
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+        // Cancel-safe: Follower::next keeps its state in the follower.
+        let event = tokio::select! {
             () = shutdown.cancelled() => return,
+            e = follower.next() => e,
+        };
+        on_data_event(&model, &shown, follower.view(), &event);
+    }
+}
+
+/// Applies one event of a data stream to the model: the view's rows and stamps after a message,
+/// the link's state after a loss.
+fn on_data_event<K: Kind, V>(model: &watch::Sender<Dashboard>, shown: &Shown<K, V>, view: &View<K>, event: &Event<K>) {
+    match event {
+        Event::Update(_) => {
+            link_up(model);
+            // Ordered by the page's key, as the rows are shown.
+            let rows: BTreeMap<String, V> = view.rows().values().map(shown.row).collect();
+            model.send_modify(|d| {
+                let v = (shown.view)(d);
+                v.freshness = freshness(view.freshness());
+                v.epoch = view.epoch();
+                v.as_of = model::rfc3339(view.as_of());
+                v.items = rows.into_values().collect();
+                v.messages += 1;
+            });
+        }
+        Event::Lost(lost) if lost.cause == Cause::NotServed => {
+            warn!(stream = K::NAME, error = %lost.detail, "gateway-svc does not serve this stream; asking again later");
+            model.send_modify(|d| not_served(&mut (shown.view)(d).freshness));
+        }
+        Event::Lost(lost) => on_lost::<K>(model, lost),
+    }
+}
+
+async fn health(client: Client, model: watch::Sender<Dashboard>, shutdown: CancellationToken) {
+    let mut follower = Follower::<Health, Client>::new(client, options());
+    loop {
+        // Cancel-safe: Follower::next keeps its state in the follower.
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = follower.next() => e,
+        };
+        match event {
+            Event::Update(u) => {
+                link_up(&model);
+                if let Some(h) = u.items.first() {
+                    model.send_modify(|d| d.health = Some(model::health(h)));
+                }
+            }
+            Event::Lost(lost) if lost.cause == Cause::NotServed => {
+                warn!(stream = Health::NAME, error = %lost.detail, "gateway-svc does not serve this stream; asking again later");
+            }
+            Event::Lost(lost) => on_lost::<Health>(&model, &lost),
         }
     }
+}
+
+fn on_lost<K: Kind>(model: &watch::Sender<Dashboard>, lost: &Lost) {
+    warn!(stream = K::NAME, error = %lost.detail, "stream to gateway-svc lost; reconnecting");
+    link_down(model, &lost.reason());
 }
 
 /// A stream gateway-svc does not serve: its data is UNKNOWN, with the reason, never empty-as-zero.
-fn not_served(model: &watch::Sender<Dashboard>, kind: Kind) {
-    let unknown = FreshnessView {
+fn not_served(freshness: &mut FreshnessView) {
+    *freshness = FreshnessView {
         state: "UNKNOWN".into(),
         since: None,
         reason: "this gateway-svc does not serve it (UNIMPLEMENTED)".into(),
     };
-    model.send_modify(|d| match kind {
-        Kind::Positions => d.positions.freshness = unknown,
-        Kind::Summary => d.summary.freshness = unknown,
-        Kind::AccountPnl => d.account_pnl.freshness = unknown,
-        Kind::PositionPnl => d.position_pnl.freshness = unknown,
-        Kind::Health => {}
-    });
+}
+
+/// Freshness as the page shows it.
+fn freshness(f: &ibgw_client::Freshness) -> FreshnessView {
+    let state = match f.state {
+        FreshnessState::Live => "LIVE",
+        FreshnessState::Stale => "STALE",
+        FreshnessState::Unknown => "UNKNOWN",
+    };
+    FreshnessView { state: state.into(), since: model::rfc3339(f.since), reason: f.reason.clone() }
 }
 
 fn link_up(model: &watch::Sender<Dashboard>) {
@@ -202,12 +180,12 @@ fn link_up(model: &watch::Sender<Dashboard>) {
     });
 }
 
-/// gateway-svc is gone: keep the last data, marked stale since the link went down.
-fn link_down(model: &watch::Sender<Dashboard>, error: &str) {
+/// gateway-svc is gone (`reason`): keep the last data, marked stale since the link went down.
+fn link_down(model: &watch::Sender<Dashboard>, reason: &str) {
     model.send_modify(|d| {
         let since = d.gateway.down_since.clone().unwrap_or_else(model::now);
         d.gateway.reachable = false;
-        d.gateway.error = format!("gateway-svc unreachable: {error}");
+        d.gateway.error = reason.to_owned();
         d.gateway.down_since = Some(since.clone());
         let stale =
             FreshnessView { state: "STALE".into(), since: Some(since), reason: "gateway-svc unreachable".into() };
@@ -218,168 +196,121 @@ fn link_down(model: &watch::Sender<Dashboard>, error: &str) {
     });
 }
 
-/// Runs one data stream until it fails or shutdown, applying each message to its rows and
-/// publishing them, converted by `row`, into the `view` it feeds.
-async fn data<M, V>(
-    opened: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
-    model: &watch::Sender<Dashboard>,
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-    view: fn(&mut Dashboard) -> &mut DataView<V>,
-    row: fn(&M::Row) -> V,
-) -> Ended
-where
-    M: StreamMessage,
-    M::Row: Clone,
-{
-    let mut stream = match opened {
-        Ok(r) => r.into_inner(),
-        Err(s) => return Ended::from_status(&s),
-    };
-    let mut rows = BTreeMap::new();
-    loop {
-        // Cancellation safe: Streaming::message keeps partial frames buffered.
-        let msg = tokio::select! {
-            () = shutdown.cancelled() => return Ended::Shutdown,
-            m = stream.message() => m,
-        };
-        match msg {
-            Ok(Some(m)) => {
-                *backoff = BACKOFF_MIN;
-                link_up(model);
-                apply(&mut rows, &m);
-                model.send_modify(|d| {
-                    let v = view(d);
-                    v.freshness = model::freshness(m.freshness());
-                    v.epoch = m.epoch();
-                    v.as_of = model::rfc3339(m.as_of());
-                    v.items = rows.values().map(row).collect();
-                    v.messages += 1;
-                });
-            }
-            Ok(None) => return Ended::Lost("stream ended".into()),
-            Err(s) => return Ended::Lost(source_chain(&s)),
-        }
-    }
-}
-
-async fn positions(
-    client: &mut Client,
-    model: &watch::Sender<Dashboard>,
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-) -> Ended {
-    let opened = client.watch_positions(pb::WatchPositionsRequest::default()).await;
-    data(opened, model, shutdown, backoff, |d| &mut d.positions, model::position).await
-}
-
-async fn summary(
-    client: &mut Client,
-    model: &watch::Sender<Dashboard>,
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-) -> Ended {
-    let opened = client.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await;
-    data(opened, model, shutdown, backoff, |d| &mut d.summary, model::summary).await
-}
-
-async fn account_pnl(
-    client: &mut Client,
-    model: &watch::Sender<Dashboard>,
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-) -> Ended {
-    let opened = client.watch_account_pnl(pb::WatchAccountPnlRequest::default()).await;
-    data(opened, model, shutdown, backoff, |d| &mut d.account_pnl, model::account_pnl).await
-}
-
-async fn position_pnl(
-    client: &mut Client,
-    model: &watch::Sender<Dashboard>,
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-) -> Ended {
-    let opened = client.watch_position_pnl(pb::WatchPositionPnlRequest::default()).await;
-    data(opened, model, shutdown, backoff, |d| &mut d.position_pnl, model::position_pnl).await
-}
-
-async fn health(
-    client: &mut Client,
-    model: &watch::Sender<Dashboard>,
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-) -> Ended {
-    let mut stream = match client.watch_health(pb::WatchHealthRequest {}).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return Ended::from_status(&s),
-    };
-    loop {
-        let msg = tokio::select! {
-            () = shutdown.cancelled() => return Ended::Shutdown,
-            m = stream.message() => m,
-        };
-        match msg {
-            Ok(Some(m)) => {
-                *backoff = BACKOFF_MIN;
-                link_up(model);
-                if let Some(h) = m.health {
-                    model.send_modify(|d| d.health = Some(model::health(&h)));
-                }
-            }
-            Ok(None) => return Ended::Lost("stream ended".into()),
-            Err(s) => return Ended::Lost(source_chain(&s)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use gateway_proto::pb;
+
     use super::*;
 
     fn row(con_id: i64, value: &str) -> pb::PositionPnl {
         pb::PositionPnl { account: "DU1".into(), con_id, market_value: value.into(), ..Default::default() }
     }
 
+    fn shown() -> Shown<PositionPnl, model::PositionPnlView> {
+        Shown {
+            view: |d| &mut d.position_pnl,
+            row: |p| {
+                let v = model::position_pnl(p);
+                (v.key.clone(), v)
+            },
+        }
+    }
+
+    fn live() -> Option<pb::Freshness> {
+        Some(pb::Freshness { state: pb::FreshnessState::Live as i32, ..Default::default() })
+    }
+
+    /// Folds `m` into `view` and shows it, as the stream task does.
+    fn show(tx: &watch::Sender<Dashboard>, view: &mut View<PositionPnl>, m: pb::WatchPositionPnlResponse) {
+        let u = view.apply_message(m).expect("in sequence");
+        on_data_event(tx, &shown(), view, &Event::Update(u));
+    }
+
     #[test]
     fn position_pnl_rows_are_keyed_like_positions_and_follow_snapshots_deltas_and_resyncs() {
-        let mut rows = BTreeMap::new();
+        let (tx, rx) = watch::channel(Dashboard::default());
+        let mut view = View::<PositionPnl>::new();
         let snapshot = pb::WatchPositionPnlResponse {
             kind: pb::UpdateKind::Snapshot as i32,
+            seq: 1,
             items: vec![row(1, "10"), row(2, "20")],
+            freshness: live(),
             ..Default::default()
         };
-        apply(&mut rows, &snapshot);
+        show(&tx, &mut view, snapshot);
         let position = model::position(&pb::Position { account: "DU1".into(), con_id: 1, ..Default::default() });
-        assert_eq!(rows.get(&position.key).map(|r| r.market_value.as_str()), Some("10"), "joined by account:con_id");
+        let first = rx.borrow().position_pnl.items.first().cloned().expect("a row");
+        assert_eq!((first.key.as_str(), first.market_value.as_str()), (position.key.as_str(), "10"), "joined by key");
         let delta = pb::WatchPositionPnlResponse {
             kind: pb::UpdateKind::Delta as i32,
+            seq: 2,
             upserts: vec![row(1, "11")],
             removals: vec![pb::PositionKey { account: "DU1".into(), con_id: 2 }],
+            freshness: live(),
             ..Default::default()
         };
-        apply(&mut rows, &delta);
-        assert_eq!(rows.values().map(|r| r.market_value.as_str()).collect::<Vec<_>>(), ["11"]);
-        let freshness = pb::WatchPositionPnlResponse { kind: pb::UpdateKind::Freshness as i32, ..Default::default() };
-        apply(&mut rows, &freshness);
-        assert_eq!(rows.len(), 1, "a freshness message keeps the rows");
+        show(&tx, &mut view, delta);
+        let values = |rx: &watch::Receiver<Dashboard>| {
+            rx.borrow().position_pnl.items.iter().map(|r| r.market_value.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(values(&rx), ["11"]);
+        let freshness =
+            pb::WatchPositionPnlResponse { kind: pb::UpdateKind::Freshness as i32, seq: 3, ..Default::default() };
+        show(&tx, &mut view, freshness);
+        assert_eq!(values(&rx), ["11"], "a freshness message keeps the rows");
         let resync = pb::WatchPositionPnlResponse {
             kind: pb::UpdateKind::Resync as i32,
+            seq: 4,
             items: vec![row(3, "30")],
+            freshness: live(),
             ..Default::default()
         };
-        apply(&mut rows, &resync);
-        assert_eq!(rows.keys().collect::<Vec<_>>(), ["DU1:3"]);
+        show(&tx, &mut view, resync);
+        let d = rx.borrow();
+        assert_eq!(d.position_pnl.items.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["DU1:3"]);
+        assert_eq!((d.position_pnl.messages, d.position_pnl.freshness.state.as_str()), (4, "LIVE"));
+        assert!(d.gateway.reachable);
+    }
+
+    #[test]
+    fn a_seq_gap_is_a_lost_link_until_the_stream_is_open_again() {
+        let (tx, rx) = watch::channel(Dashboard::default());
+        let mut view = View::<PositionPnl>::new();
+        let snapshot = pb::WatchPositionPnlResponse {
+            kind: pb::UpdateKind::Snapshot as i32,
+            seq: 1,
+            items: vec![row(1, "10")],
+            freshness: live(),
+            ..Default::default()
+        };
+        show(&tx, &mut view, snapshot);
+        let skipped = pb::WatchPositionPnlResponse {
+            kind: pb::UpdateKind::Delta as i32,
+            seq: 3,
+            upserts: vec![row(1, "99")],
+            freshness: live(),
+            ..Default::default()
+        };
+        let gap = view.apply_message(skipped).expect_err("a gap");
+        let lost = Lost { detail: gap.to_string(), cause: Cause::Gap(gap), retry_in: Duration::ZERO };
+        on_data_event(&tx, &shown(), &view, &Event::Lost(lost));
+        let d = rx.borrow();
+        assert_eq!(d.position_pnl.items.iter().map(|r| r.market_value.as_str()).collect::<Vec<_>>(), ["10"]);
+        assert_eq!(d.position_pnl.freshness.state, "STALE");
+        assert!(!d.gateway.reachable);
+        assert_eq!(d.gateway.error, "gateway-svc stream skipped from seq 2 to 3");
     }
 
     #[test]
     fn a_stream_gateway_svc_does_not_serve_is_not_a_lost_link() {
-        assert!(matches!(Ended::from_status(&tonic::Status::unimplemented("")), Ended::NotServed(_)));
-        assert!(matches!(Ended::from_status(&tonic::Status::unavailable("down")), Ended::Lost(_)));
         let (tx, rx) = watch::channel(Dashboard::default());
-        not_served(&tx, Kind::AccountPnl);
+        let view = View::<PositionPnl>::new();
+        let lost = Lost { cause: Cause::NotServed, detail: "Unimplemented: ".into(), retry_in: NOT_SERVED_RETRY };
+        on_data_event(&tx, &shown(), &view, &Event::Lost(lost));
         let d = rx.borrow();
-        assert_eq!(d.account_pnl.freshness.state, "UNKNOWN");
-        assert!(d.account_pnl.freshness.reason.contains("UNIMPLEMENTED"));
+        assert_eq!(d.position_pnl.freshness.state, "UNKNOWN");
+        assert!(d.position_pnl.freshness.reason.contains("UNIMPLEMENTED"));
         assert!(!d.gateway.error.contains("unreachable"));
+        assert_eq!(options().not_served_retry, Some(NOT_SERVED_RETRY));
     }
 }

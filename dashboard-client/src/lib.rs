@@ -4,8 +4,8 @@
 //! process is the only one talking gRPC, and it reconnects on its own when gateway-svc restarts.
 //!
 //! - [`model`]: what the page shows, kept current from the streams.
-//! - [`feed`]: the stream tasks (positions, summary, account PnL, position PnL, health) with
-//!   reconnect and backoff.
+//! - [`feed`]: the stream tasks (positions, summary, account PnL, position PnL, health), each an
+//!   `ibgw-client` follower (fold, seq-gap check, reconnect with backoff).
 //! - [`web`]: the page, `/events` (SSE) and `/api/state`. The page's script (`assets/app.js`)
 //!   draws the charts as plain SVG and keeps their history itself, a ring of the last 15
 //!   minutes per account, recording no point while data is not LIVE (a gap, never a zero).

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 #[command(version, about, long_about)]
 struct Args {
     /// gateway-svc gRPC address.
-    #[arg(long, env = "IBGW_ADDR", default_value = gateway_proto::client::DEFAULT_ADDR)]
+    #[arg(long, env = "IBGW_ADDR", default_value = ibgw_client::DEFAULT_ADDR)]
     gateway: String,
     /// Where to serve the page (port 0 picks one).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         refuse(&e);
     }
     logging::init();
-    let client = gateway_proto::client::connect_lazy(&args.gateway, args.token.as_deref(), Duration::from_secs(3))
+    let client = ibgw_client::connect_lazy(&args.gateway, args.token.as_deref(), Duration::from_secs(3))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

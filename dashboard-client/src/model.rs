@@ -1,7 +1,6 @@
 //! The dashboard's state: one serialisable value, replaced on every change and pushed to every
 //! open page.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use gateway_proto::pb;
@@ -171,17 +170,6 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// Freshness from protobuf.
-pub fn freshness(f: Option<&pb::Freshness>) -> FreshnessView {
-    let Some(f) = f else { return FreshnessView::default() };
-    let state = match pb::FreshnessState::try_from(f.state) {
-        Ok(pb::FreshnessState::Live) => "LIVE",
-        Ok(pb::FreshnessState::Stale) => "STALE",
-        _ => "UNKNOWN",
-    };
-    FreshnessView { state: state.into(), since: rfc3339(f.since), reason: f.reason.clone() }
-}
-
 /// Health from protobuf.
 pub fn health(h: &pb::Health) -> HealthView {
     let state = pb::SessionState::try_from(h.state).map(|s| s.as_str_name()).unwrap_or("SESSION_STATE_UNSPECIFIED");
@@ -196,9 +184,6 @@ pub fn health(h: &pb::Health) -> HealthView {
         expected_outage: h.expected_outage,
     }
 }
-
-/// Rows keyed for snapshot/delta application.
-pub type Rows<T> = BTreeMap<String, T>;
 
 /// Position from protobuf.
 pub fn position(p: &pb::Position) -> PositionView {

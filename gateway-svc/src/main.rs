@@ -146,7 +146,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gateway-svc: {}", gateway_proto::client::source_chain(e.as_ref()));
+            eprintln!("gateway-svc: {}", ibgw_client::source_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -196,7 +196,7 @@ async fn health(
             return Ok(ExitCode::from(gateway_svc::EXIT_CONFIG));
         }
         Err(ResolveError::Probe(e)) => {
-            println!("UNREACHABLE: {}", gateway_proto::client::source_chain(&e));
+            println!("UNREACHABLE: {}", ibgw_client::source_chain(&e));
             return Ok(ExitCode::from(2));
         }
     };
@@ -207,7 +207,7 @@ async fn health(
             Ok(if serving { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Err(e) => {
-            println!("UNREACHABLE: {}", gateway_proto::client::source_chain(&e));
+            println!("UNREACHABLE: {}", ibgw_client::source_chain(&e));
             Ok(ExitCode::from(2))
         }
     }

@@ -10,7 +10,6 @@ pub mod pb {
 /// Encoded `FileDescriptorSet` of `gateway.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("gateway_descriptor");
 
-pub mod client;
 pub mod encoded;
 
 /// Full gRPC name of the service, as health checks and reflection spell it.

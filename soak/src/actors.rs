@@ -78,7 +78,7 @@ pub(crate) async fn dashboard(
     view_tx: tokio::sync::watch::Sender<Truth>,
 ) -> DashboardResult {
     let mut r = DashboardResult::default();
-    let mut client = match gateway_proto::client::connect(&addr.to_string(), None, Duration::from_secs(5)).await {
+    let mut client = match ibgw_client::connect(&addr.to_string(), None, Duration::from_secs(5)).await {
         Ok(c) => c,
         Err(_) => {
             r.stream_errors += 1;
@@ -181,9 +181,8 @@ where
 }
 
 async fn trader_once(addr: SocketAddr) -> Result<bool, String> {
-    let mut c = gateway_proto::client::connect(&addr.to_string(), None, Duration::from_secs(3))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut c =
+        ibgw_client::connect(&addr.to_string(), None, Duration::from_secs(3)).await.map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let h = c

@@ -106,7 +106,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let demo =
         Demo::start(settings(), DemoAddrs { sim_api: any, sim_control: any }, scenario, CancellationToken::new())
             .await
-            .map_err(|e| anyhow::anyhow!(gateway_proto::client::source_chain(&e)))?;
+            .map_err(|e| anyhow::anyhow!(ibgw_client::source_chain(&e)))?;
     let grpc = demo.service.grpc_addr;
     let started = Instant::now();
     let rss_start = report::rss_kib();

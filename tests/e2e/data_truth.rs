@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use gateway_proto::pb;
 use ib_sim::{AccountValue, Fault, Position, PriceTick, Scenario};
+use ibgw_client::View;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Streaming;
@@ -24,6 +25,7 @@ use tws_wire::{Reply, Request};
 
 use crate::support::patience;
 use crate::support::stack::{Stack, fast_settings, start_stack_with, with_front_door};
+use crate::support::streams::{fold, quantities, values};
 use crate::support::wire::{Read, WireClient};
 
 /// Seeds that once found a defect, run on every test run before the random ones.
@@ -221,11 +223,9 @@ impl FrontDoorView {
 struct Clients {
     front_door: FrontDoorView,
     positions: Streaming<pb::WatchPositionsResponse>,
-    positions_view: Positions,
-    positions_seq: u64,
+    positions_view: View<ibgw_client::Positions>,
     summary: Streaming<pb::WatchAccountSummaryResponse>,
-    summary_view: Values,
-    summary_seq: u64,
+    summary_view: View<ibgw_client::Summary>,
 }
 
 impl Clients {
@@ -236,11 +236,9 @@ impl Clients {
         Self {
             front_door: FrontDoorView::open(stack).await,
             positions,
-            positions_view: Positions::new(),
-            positions_seq: 0,
+            positions_view: View::new(),
             summary,
-            summary_view: Values::new(),
-            summary_seq: 0,
+            summary_view: View::new(),
         }
     }
 
@@ -249,45 +247,11 @@ impl Clients {
         self.front_door.pump(wait).await;
         while let Ok(m) = tokio::time::timeout(wait, self.positions.message()).await {
             let m = m.expect("position stream stays up").expect("position stream stays open");
-            assert_eq!(m.seq, self.positions_seq + 1, "gap-free seq on the position stream");
-            self.positions_seq = m.seq;
-            let key = |a: &str, c: i64| (a.to_owned(), c);
-            match m.kind() {
-                pb::UpdateKind::Snapshot | pb::UpdateKind::Resync => {
-                    self.positions_view =
-                        m.items.iter().map(|p| (key(&p.account, p.con_id), p.quantity.clone())).collect();
-                }
-                pb::UpdateKind::Delta => {
-                    for p in &m.upserts {
-                        self.positions_view.insert(key(&p.account, p.con_id), p.quantity.clone());
-                    }
-                    for k in &m.removals {
-                        self.positions_view.remove(&key(&k.account, k.con_id));
-                    }
-                }
-                _ => {}
-            }
+            fold(&mut self.positions_view, &m);
         }
         while let Ok(m) = tokio::time::timeout(wait, self.summary.message()).await {
             let m = m.expect("summary stream stays up").expect("summary stream stays open");
-            assert_eq!(m.seq, self.summary_seq + 1, "gap-free seq on the summary stream");
-            self.summary_seq = m.seq;
-            let key = |a: &str, t: &str, c: &str| (a.to_owned(), t.to_owned(), c.to_owned());
-            match m.kind() {
-                pb::UpdateKind::Snapshot | pb::UpdateKind::Resync => {
-                    self.summary_view =
-                        m.items.iter().map(|v| (key(&v.account, &v.tag, &v.currency), v.value.clone())).collect();
-                }
-                pb::UpdateKind::Delta => {
-                    for v in &m.upserts {
-                        self.summary_view.insert(key(&v.account, &v.tag, &v.currency), v.value.clone());
-                    }
-                    for k in &m.removals {
-                        self.summary_view.remove(&key(&k.account, &k.tag, &k.currency));
-                    }
-                }
-                _ => {}
-            }
+            fold(&mut self.summary_view, &m);
         }
     }
 }
@@ -316,8 +280,9 @@ async fn disagreement(stack: &Stack, clients: &mut Clients) -> Option<String> {
     if unary != truth {
         return Some(format!("GetPositions {unary:?} != book {truth:?}"));
     }
-    if clients.positions_view != truth {
-        return Some(format!("position stream {:?} != book {truth:?}", clients.positions_view));
+    let streamed = quantities(&clients.positions_view);
+    if streamed != truth {
+        return Some(format!("position stream {streamed:?} != book {truth:?}"));
     }
     let summary = stack.client.clone().get_account_summary(pb::GetAccountSummaryRequest::default()).await.ok()?;
     let summary: Values =
@@ -327,7 +292,7 @@ async fn disagreement(stack: &Stack, clients: &mut Clients) -> Option<String> {
     if let Some((k, v)) = changed.into_iter().find(|(k, v)| summary.get(*k) != Some(*v)) {
         return Some(format!("GetAccountSummary {k:?} = {:?}, book says {v:?}", summary.get(k)));
     }
-    if clients.summary_view != summary {
+    if values(&clients.summary_view) != summary {
         return Some("summary stream differs from GetAccountSummary".to_owned());
     }
     if let Some(diff) = clients.front_door.disagreement(stack, &truth, &summary) {

@@ -1,7 +1,6 @@
 //! Streams through faults: snapshot then deltas, restarts, link loss, half-open links, 326,
 //! slow subscribers and shutdown.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gateway_proto::pb;
@@ -10,6 +9,7 @@ use tonic::Streaming;
 
 use crate::support::eventually;
 use crate::support::stack::{Stack, fast_settings, start_stack, start_stack_with};
+use crate::support::streams::{Quantities, fold, quantities};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -29,34 +29,21 @@ fn freshness(m: &pb::WatchPositionsResponse) -> pb::FreshnessState {
     pb::FreshnessState::try_from(m.freshness.as_ref().unwrap().state).unwrap()
 }
 
-/// A client-side view maintained exactly as the API documents it.
+/// A client-side view, folded by `ibgw-client` exactly as the API documents it.
 #[derive(Default)]
-struct View {
-    rows: BTreeMap<(String, i64), String>,
-    seq: u64,
-}
+struct View(ibgw_client::View<ibgw_client::Positions>);
 
 impl View {
+    /// Applies `m`, which must follow the previous message (gap-free seq).
     fn apply(&mut self, m: &pb::WatchPositionsResponse) {
-        assert_eq!(m.seq, self.seq + 1, "gap-free seq");
-        self.seq = m.seq;
-        match kind(m) {
-            pb::UpdateKind::Snapshot | pb::UpdateKind::Resync => {
-                self.rows = m.items.iter().map(|p| ((p.account.clone(), p.con_id), p.quantity.clone())).collect();
-            }
-            pb::UpdateKind::Delta => {
-                for p in &m.upserts {
-                    self.rows.insert((p.account.clone(), p.con_id), p.quantity.clone());
-                }
-                for k in &m.removals {
-                    self.rows.remove(&(k.account.clone(), k.con_id));
-                }
-            }
-            _ => {}
-        }
+        fold(&mut self.0, m);
     }
 
-    fn truth(stack: &Stack) -> BTreeMap<(String, i64), String> {
+    fn rows(&self) -> Quantities {
+        quantities(&self.0)
+    }
+
+    fn truth(stack: &Stack) -> Quantities {
         stack.sim().positions().into_iter().map(|p| ((p.account, i64::from(p.con_id)), p.quantity)).collect()
     }
 }
@@ -80,7 +67,7 @@ async fn open(stack: &Stack) -> (Streaming<pb::WatchPositionsResponse>, View) {
 async fn snapshot_then_deltas_then_removal() {
     let stack = start_stack().await;
     let (mut s, mut view) = open(&stack).await;
-    assert_eq!(view.rows, View::truth(&stack));
+    assert_eq!(view.rows(), View::truth(&stack));
     stack.sim().upsert_positions(vec![with_quantity(&stack, "MSFT", "41")]).unwrap();
     let m = next(&mut s).await;
     assert_eq!(kind(&m), pb::UpdateKind::Delta);
@@ -91,7 +78,7 @@ async fn snapshot_then_deltas_then_removal() {
     let m = next(&mut s).await;
     assert_eq!(m.removals.len(), 1, "a closed position is a removal: {m:?}");
     view.apply(&m);
-    assert_eq!(view.rows, View::truth(&stack));
+    assert_eq!(view.rows(), View::truth(&stack));
     stack.stop_and_check().await;
 }
 
@@ -119,7 +106,7 @@ async fn restart_with_a_stream_open_goes_stale_then_resyncs_under_a_new_epoch() 
     assert_eq!(resync.session_epoch, 2, "epoch + 1");
     assert_eq!(freshness(&resync), pb::FreshnessState::Live);
     assert!(resync.upserts.iter().any(|p| p.symbol == "TSLA" && p.quantity == "99"), "the gap's change: {resync:?}");
-    assert_eq!(view.rows, View::truth(&stack), "no position lost or invented");
+    assert_eq!(view.rows(), View::truth(&stack), "no position lost or invented");
     let h = stack.wait_ready().await;
     assert!(h.reconnects >= 1);
     let stats = stack.stop_and_check().await;
@@ -146,14 +133,14 @@ async fn link_lost_then_data_lost_resubscribes_and_reconciles() {
         }
     };
     assert_eq!(resync.session_epoch, 1, "same session, no reconnect");
-    assert_eq!(view.rows, View::truth(&stack));
+    assert_eq!(view.rows(), View::truth(&stack));
     // After 1101 the new subscription is live: later changes flow as deltas.
     stack.wait_ready().await;
     stack.sim().upsert_positions(vec![with_quantity(&stack, "AAPL", "251")]).unwrap();
     loop {
         let m = next(&mut s).await;
         view.apply(&m);
-        if view.rows == View::truth(&stack) {
+        if view.rows() == View::truth(&stack) {
             break;
         }
     }
@@ -283,7 +270,7 @@ async fn malformed_frame_from_upstream_costs_a_reconnect_not_a_crash() {
             break;
         }
     }
-    assert_eq!(view.rows, View::truth(&stack));
+    assert_eq!(view.rows(), View::truth(&stack));
     stack.stop_and_check().await;
 }
 
@@ -299,16 +286,16 @@ async fn a_slow_subscriber_never_blocks_others_and_converges() {
         .unwrap();
     let final_qty = (target.quantity.parse::<i64>().unwrap() + 10_000).to_string();
     // The fast one reads as it comes and reaches the final state...
-    while fast_view.rows.get(&(target.account.clone(), i64::from(target.con_id))) != Some(&final_qty) {
+    while fast_view.rows().get(&(target.account.clone(), i64::from(target.con_id))) != Some(&final_qty) {
         let m = next(&mut fast).await;
         fast_view.apply(&m);
     }
     // ...while the slow one has not read a single message. When it does, it converges too.
-    while slow_view.rows.get(&(target.account.clone(), i64::from(target.con_id))) != Some(&final_qty) {
+    while slow_view.rows().get(&(target.account.clone(), i64::from(target.con_id))) != Some(&final_qty) {
         let m = next(&mut slow).await;
         slow_view.apply(&m);
     }
-    assert_eq!(slow_view.rows, View::truth(&stack));
+    assert_eq!(slow_view.rows(), View::truth(&stack));
     stack.stop_and_check().await;
 }
 
@@ -358,7 +345,7 @@ async fn frames_dropped_upstream_during_a_burst_are_reconciled() {
         .unwrap();
     let truth = View::truth(&stack);
     let deadline = tokio::time::Instant::now() + crate::support::patience(WITHIN);
-    while view.rows != truth {
+    while view.rows() != truth {
         let m = tokio::time::timeout_at(deadline, s.message()).await.expect("converged in time").unwrap().unwrap();
         view.apply(&m);
     }

@@ -72,19 +72,17 @@ async fn grpc_over_tls_with_a_token() {
     let running = gateway_svc::start(settings, tokio_util::sync::CancellationToken::new()).await.unwrap();
     let ca = std::fs::read(&ca).unwrap();
     let url = format!("https://localhost:{}", running.grpc_addr.port());
-    let mut client =
-        gateway_proto::client::connect_tls(&url, Some("s3cret-token"), &ca, Duration::from_secs(5)).await.unwrap();
+    let mut client = ibgw_client::connect_tls(&url, Some("s3cret-token"), &ca, Duration::from_secs(5)).await.unwrap();
     let h = client.get_health(pb::GetHealthRequest {}).await.unwrap().into_inner().health.unwrap();
     assert_eq!(h.upstream, sim.api_addr().to_string());
     // The right certificate but no token: refused on every RPC, streams included.
-    let mut anonymous = gateway_proto::client::connect_tls(&url, None, &ca, Duration::from_secs(5)).await.unwrap();
+    let mut anonymous = ibgw_client::connect_tls(&url, None, &ca, Duration::from_secs(5)).await.unwrap();
     let err = anonymous.get_health(pb::GetHealthRequest {}).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     let err = anonymous.watch_positions(pb::WatchPositionsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     // Plaintext against the TLS port fails.
-    let plain =
-        gateway_proto::client::connect(&format!("http://{}", running.grpc_addr), None, Duration::from_secs(2)).await;
+    let plain = ibgw_client::connect(&format!("http://{}", running.grpc_addr), None, Duration::from_secs(2)).await;
     match plain {
         Err(_) => {}
         Ok(mut c) => assert!(c.get_health(pb::GetHealthRequest {}).await.is_err()),
@@ -115,8 +113,7 @@ async fn the_health_command_speaks_tls() {
     let port = running.grpc_addr.port();
     let ca_pem = std::fs::read(&ca).unwrap();
     let url = format!("https://localhost:{port}");
-    let client =
-        gateway_proto::client::connect_tls(&url, Some("s3cret-token"), &ca_pem, Duration::from_secs(5)).await.unwrap();
+    let client = ibgw_client::connect_tls(&url, Some("s3cret-token"), &ca_pem, Duration::from_secs(5)).await.unwrap();
     crate::support::eventually("the session is ready", Duration::from_secs(10), || {
         let mut c = client.clone();
         async move {

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub interval: Option<Duration>,
     /// gateway-svc gRPC address.
-    #[arg(long, env = "IBGW_ADDR", default_value = gateway_proto::client::DEFAULT_ADDR)]
+    #[arg(long, env = "IBGW_ADDR", default_value = ibgw_client::DEFAULT_ADDR)]
     pub gateway: String,
     /// Only this account.
     #[arg(long)]

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use gateway_proto::client::{Client, ConnectError};
 use gateway_proto::pb;
+use ibgw_client::{Client, ConnectError};
 use tokio::time::Instant;
 use tonic::Code;
 
@@ -315,7 +315,7 @@ fn is_transport(s: &tonic::Status) -> bool {
 
 fn unreachable_or(addr: &str, s: tonic::Status) -> Failure {
     if s.code() == Code::Unavailable || s.code() == Code::Unknown && is_transport(&s) {
-        Failure::Unreachable { addr: addr.to_owned(), detail: gateway_proto::client::source_chain(&s) }
+        Failure::Unreachable { addr: addr.to_owned(), detail: ibgw_client::source_chain(&s) }
     } else {
         Failure::from_status(addr, s)
     }

@@ -56,7 +56,7 @@ async fn run(args: &Args) -> Result<(), Failure> {
 }
 
 /// Connects within --rpc-timeout (a TLS or HTTP/2 handshake that never completes included).
-async fn connect(args: &Args) -> Result<gateway_proto::client::Client, Failure> {
+async fn connect(args: &Args) -> Result<ibgw_client::Client, Failure> {
     let limit = args.rpc_timeout;
     let token = args.token.as_deref();
     let connecting = async {
@@ -64,9 +64,9 @@ async fn connect(args: &Args) -> Result<gateway_proto::client::Client, Failure> 
             Some(path) => {
                 let ca =
                     std::fs::read(path).map_err(|e| Failure::Other(format!("--tls-ca {}: {e}", path.display())))?;
-                Ok(gateway_proto::client::connect_tls(&args.gateway, token, &ca, limit).await)
+                Ok(ibgw_client::connect_tls(&args.gateway, token, &ca, limit).await)
             }
-            None => Ok(gateway_proto::client::connect(&args.gateway, token, limit).await),
+            None => Ok(ibgw_client::connect(&args.gateway, token, limit).await),
         }
     };
     match tokio::time::timeout(limit, connecting).await {

@@ -61,7 +61,7 @@ struct Direct {
 async fn baseline(count: u32, rounds: u32) -> Result<Direct> {
     let sim = Sim::start(SimConfig::ephemeral())
         .await
-        .map_err(|e| Error::setup("baseline simulator", gateway_proto::client::source_chain(&e)))?;
+        .map_err(|e| Error::setup("baseline simulator", ibgw_client::source_chain(&e)))?;
     let result = async {
         let control =
             ControlClient::new(sim.control_addr().ok_or_else(|| Error::Setup("baseline simulator control".into()))?);

@@ -1,7 +1,8 @@
-//! Helpers shared by the end-to-end tests: polling with a deadline, a raw TWS text client, and
-//! simulator start-up.
+//! Helpers shared by the end-to-end tests: polling with a deadline, a raw TWS text client, folded
+//! stream views, and simulator start-up.
 
 pub mod stack;
+pub mod streams;
 pub mod wire;
 
 use std::future::Future;

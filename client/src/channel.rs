@@ -1,5 +1,6 @@
 //! What every thin client needs to reach gateway-svc: a channel with timeouts and, when the
-//! service requires it, the bearer token on every call.
+//! service requires it, the bearer token on every call. Plus [`source_chain`], the one way
+//! errors are printed on one line.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use crate::pb::gateway_service_client::GatewayServiceClient;
+use gateway_proto::pb::gateway_service_client::GatewayServiceClient;
 
 /// Default address of a local gateway-svc.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
@@ -37,27 +38,18 @@ impl Interceptor for Bearer {
 }
 
 /// Why a client could not be built.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The address is not a URL.
+    #[error("bad gateway address {0:?} (expected e.g. {DEFAULT_ADDR})")]
     BadAddress(String),
     /// The token has characters a header cannot carry.
+    #[error("the token contains characters not allowed in a header")]
     BadToken,
     /// Nothing answered.
+    #[error("gateway-svc unreachable: {0}")]
     Unreachable(String),
 }
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::BadAddress(a) => write!(f, "bad gateway address {a:?} (expected e.g. {DEFAULT_ADDR})"),
-            ConnectError::BadToken => f.write_str("the token contains characters not allowed in a header"),
-            ConnectError::Unreachable(e) => write!(f, "gateway-svc unreachable: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {}
 
 /// An endpoint for `addr` (`http://host:port`; `host:port` is accepted too).
 pub fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, ConnectError> {
