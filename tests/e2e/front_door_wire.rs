@@ -339,3 +339,66 @@ async fn five_hundred_clients_share_one_upstream_socket() {
     drop(clients);
     stack.stop_and_check().await;
 }
+
+/// The server side's send queue (bytes written but not yet taken by the peer) of the front-door
+/// connection whose client is at `client_port`, as `ss` lists it.
+fn server_send_queue(front_door_port: u16, client_port: u16) -> Option<u64> {
+    let filter = format!("( sport = :{front_door_port} and dport = :{client_port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-Htn", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2) is installed by the test command");
+    // Columns: Recv-Q Send-Q Local Peer.
+    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).and_then(|q| q.parse().ok())
+}
+
+#[tokio::test]
+async fn an_answer_interrupted_by_shutdown_is_finished_not_repeated() {
+    let (stack, addr) = start_front_door().await;
+    let held = stack.sim().positions().len();
+    let c = WireClient::connect_with_receive_buffer(addr, 16 * 1024).await.unwrap();
+    let (mut c, _) = c.start_as(21).await;
+    let client_port = c.stream.local_addr().unwrap().port();
+    // Far more answers than the socket buffers hold, and a client that reads none of them: the
+    // service's write stops halfway through its output.
+    let mut burst = Vec::new();
+    for _ in 0..40_000 {
+        tws_wire::frame::put_frame(&mut burst, &Request::Positions.encode_text(c.version()));
+    }
+    c.send_raw_frames(&burst).await;
+    let mut last = None;
+    eventually("the service's write to block", patience(WITHIN), || {
+        let now = server_send_queue(addr.port(), client_port).filter(|q| *q > 0);
+        let blocked = now.is_some() && now == last;
+        last = now;
+        async move { blocked.then_some(()) }
+    })
+    .await;
+
+    // Shutdown starts while that write is pending (the stop is polled first and cancels at
+    // once; the client reads only after the connection has seen it, and as fast as it can, so
+    // that the shutdown's brief grace suffices). What arrives must still be whole answers, each
+    // exactly the positions and their end, until the FIN.
+    let reader = async move {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        (c.read_to_end().await, c.version())
+    };
+    let (_, (mut bytes, version)) = tokio::join!(stack.stop_and_check(), reader);
+    let (mut in_answer, mut answers) = (0, 0);
+    loop {
+        match tws_wire::frame::take_frame(&mut bytes) {
+            Ok(Some(body)) => match tws_wire::reply::decode_text(&body, version) {
+                Ok(Reply::Position(_)) if in_answer < held => in_answer += 1,
+                Ok(Reply::PositionEnd) if in_answer == held => (in_answer, answers) = (0, answers + 1),
+                Ok(r) if is_farm_notice(&r) => {}
+                other => panic!("{other:?} after {in_answer} positions of answer {answers}"),
+            },
+            // The last write may be cut short by the shutdown's brief grace, never repeated.
+            Ok(None) => break,
+            Err(e) => panic!("{e} after {in_answer} positions of answer {answers}"),
+        }
+    }
+    assert!(answers > 0, "answers arrived before the FIN");
+}

@@ -9,8 +9,10 @@
 //! unique among front-door clients (a duplicate gets 326 and a close, as from a gateway) and
 //! unrelated to the id the service uses upstream.
 //!
-//! - [`conn`]: one client connection (handshake, start-up messages, link notices, close).
-//! - [`requests`]: what each request is answered with, and what is pushed afterwards.
+//! - [`session`]: one client without I/O: the opening, what each request is answered with,
+//!   what is pushed afterwards, link and farm notices, all into one budgeted output.
+//! - [`conn`]: one client's socket: reads, writes the session's output, closes.
+//! - [`subscriptions`]: what a client is subscribed to; [`output`]: what it has yet to be sent.
 //! - [`feed`]: what a client has been told of each data kind; [`rows`]: rows as messages.
 
 use std::collections::HashSet;
@@ -26,8 +28,10 @@ use crate::state::State;
 
 mod conn;
 mod feed;
-mod requests;
+mod output;
 mod rows;
+mod session;
+mod subscriptions;
 
 /// Shared by every front-door connection.
 #[derive(Debug)]
