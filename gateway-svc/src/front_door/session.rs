@@ -8,17 +8,22 @@
 //! the client is told is decided here, from the shared state, so it can be tested without a
 //! socket.
 //!
+//! Answers and pushes share one output budget. Work the session has accepted (a request read,
+//! a ring, a health change) waits in a [`Backlog`] and is done in order, a row's fan-out at a
+//! time, while the output is under its budget; once it is over, the session stops producing
+//! until the socket has written the output, and nothing is dropped or reordered meanwhile.
+//!
 //! - [`answers`]: what each request is answered with.
 //! - [`pushes`]: what the subscriptions are sent when the state changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tracing::{debug, warn};
 use tws_wire::frame::{self, SERVER_MAX_VERSION};
 use tws_wire::handshake::{Handshake, HandshakeError, Step};
-use tws_wire::{Reply, decode_request, notice};
+use tws_wire::{Reply, Request, decode_request, notice};
 
 use super::FrontDoor;
 use super::feed::{self, Feed};
@@ -53,6 +58,59 @@ pub(super) enum Kind {
     Summary,
     AccountPnl,
     PositionPnl,
+}
+
+impl Kind {
+    /// Every kind, in the order a full catch-up takes them (positions before their valuations).
+    const ALL: [Kind; 4] = [Kind::Positions, Kind::Summary, Kind::AccountPnl, Kind::PositionPnl];
+}
+
+/// One changed row of a catch-up, still to be sent to the subscriptions that want it.
+#[derive(Debug)]
+enum Push {
+    /// A position, and whether it went away.
+    Position(PositionRow, bool),
+    Summary(SummaryRow),
+    AccountPnl(AccountPnlRow),
+    PositionPnl(PositionPnlRow),
+}
+
+/// Accepted work, done in order.
+#[derive(Debug)]
+enum Work {
+    /// Bring a kind up to date: queues its changed rows.
+    CatchUp(Kind),
+    /// Answer a request (its catch-ups are queued before it).
+    Answer(Request),
+    /// Mirror the health (the latest one: notices mirror state, so one queued change stands for
+    /// all that came after it).
+    Health(Box<Health>),
+}
+
+/// What a session has accepted and not yet turned into output. Bounded without any limit of its
+/// own: requests are read only when it is empty, and each kind's catch-up and the health are
+/// queued at most once, so it holds at most one catch-up's rows (one kind's difference) and a
+/// handful of work items.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Rows of the catch-up under way: they go out before any later work.
+    rows: VecDeque<Push>,
+    work: VecDeque<Work>,
+}
+
+impl Backlog {
+    /// Queues `w` unless it is already queued: a queued catch-up reads the hub when it runs, so it
+    /// covers a ring that comes after it; a queued health change takes the newer health.
+    fn queue(&mut self, w: Work) {
+        match w {
+            Work::CatchUp(kind) if self.work.iter().any(|q| matches!(q, Work::CatchUp(k) if *k == kind)) => {}
+            Work::Health(h) => match self.work.iter_mut().find(|q| matches!(q, Work::Health(_))) {
+                Some(queued) => *queued = Work::Health(h),
+                None => self.work.push_back(Work::Health(h)),
+            },
+            w => self.work.push_back(w),
+        }
+    }
 }
 
 /// The data kinds a client follows, each as told to it.
@@ -101,6 +159,7 @@ pub(super) struct Session {
     link_up: bool,
     /// Farm notices as last told: name → code.
     farms: BTreeMap<String, i32>,
+    backlog: Backlog,
 }
 
 impl std::fmt::Debug for Session {
@@ -134,6 +193,7 @@ impl Session {
             feeds: Feeds::default(),
             link_up: true,
             farms: BTreeMap::new(),
+            backlog: Backlog::default(),
         }
     }
 
@@ -170,12 +230,13 @@ impl Session {
     }
 
     /// Takes what it can from `buf` (a partial frame stays there): the opening until START_API,
-    /// then requests, until the output reaches its budget.
+    /// then the backlog and requests, until the output reaches its budget.
     pub(super) fn on_bytes(&mut self, buf: &mut BytesMut) -> Result<Progress, Ending> {
         if self.opening.is_some() {
             return self.open(buf);
         }
         loop {
+            self.produce();
             if self.out.full() {
                 return Ok(Progress::Full);
             }
@@ -234,9 +295,39 @@ impl Session {
         self.on_health(health);
     }
 
-    /// Mirrors a health change: farm notices that changed, 1100 when the link goes, 1102 and the
-    /// subscriptions' rows again when it returns.
+    /// Mirrors a health change (after the work accepted before it): farm notices that changed,
+    /// 1100 when the link goes, 1102 and the subscriptions' rows again when it returns.
     pub(super) fn on_health(&mut self, h: &Health) {
+        self.backlog.queue(Work::Health(Box::new(h.clone())));
+        self.produce();
+    }
+
+    /// The hub of `kind` changed: its subscriptions are sent the difference (after the work
+    /// accepted before).
+    pub(super) fn on_ring(&mut self, kind: Kind) {
+        self.backlog.queue(Work::CatchUp(kind));
+        self.produce();
+    }
+
+    /// Does queued work, in order, while the output is under its budget. A row goes to all its
+    /// subscriptions at once, so the output exceeds the budget by at most one row's fan-out
+    /// (a few hundred messages: see [`crate::front_door::subscriptions::MAX_PER_KIND`]).
+    fn produce(&mut self) {
+        while !self.out.full() {
+            if let Some(row) = self.backlog.rows.pop_front() {
+                self.push(row);
+                continue;
+            }
+            match self.backlog.work.pop_front() {
+                Some(Work::CatchUp(kind)) => self.catch_up(kind),
+                Some(Work::Answer(req)) => self.answer(req),
+                Some(Work::Health(h)) => self.apply_health(&h),
+                None => return,
+            }
+        }
+    }
+
+    fn apply_health(&mut self, h: &Health) {
         for f in &h.farms {
             if self.farms.get(&f.name) != Some(&f.code)
                 && let Some(text) = notice::farm(f.code, &f.name)
@@ -264,11 +355,6 @@ impl Session {
             // stale marks have not been caught up yet (the health change can win that race).
             self.feeds.hold_all();
         }
-    }
-
-    /// The hub of `kind` changed: its subscriptions are sent the difference.
-    pub(super) fn on_ring(&mut self, kind: Kind) {
-        self.catch_up(kind);
     }
 
     /// Managed accounts in the gateway's order.

@@ -4,17 +4,35 @@ use tracing::{debug, info};
 use tws_wire::account_summary::TagSelection;
 use tws_wire::{Reply, Request, notice};
 
-use super::Session;
 use super::pushes::valuation;
+use super::{Kind, Session, Work};
 use crate::front_door::feed::Feed;
 use crate::front_door::rows;
 use crate::front_door::subscriptions::{MAX_PER_KIND, MAX_SUMMARIES, SummarySub};
 
 impl Session {
+    /// Accepts a request read from the client: the kinds its answer reads are brought up to date
+    /// first (their subscriptions are sent what changed), then it is answered.
     pub(super) fn on_request(&mut self, req: Request) {
         let name = req.name();
         debug!(conn = self.conn, request = %name, "TWS request");
         self.door.state.metrics.front_door_request(&req);
+        let kinds: &[Kind] = match &req {
+            Request::Positions => &[Kind::Positions],
+            Request::AccountSummary { .. } | Request::AccountUpdatesMulti { .. } => &[Kind::Summary],
+            Request::AccountUpdates { subscribe: true, .. } => &Kind::ALL,
+            Request::Pnl { .. } => &[Kind::AccountPnl],
+            Request::PnlSingle { .. } => &[Kind::PositionPnl],
+            _ => &[],
+        };
+        for kind in kinds {
+            self.backlog.queue(Work::CatchUp(*kind));
+        }
+        self.backlog.queue(Work::Answer(req));
+    }
+
+    /// Answers `req` from what the client was told (its catch-ups are done).
+    pub(super) fn answer(&mut self, req: Request) {
         match req {
             Request::StartApi { .. } => {
                 let (code, text) = notice::ALREADY_STARTED;
@@ -100,7 +118,6 @@ impl Session {
     }
 
     fn positions(&mut self) {
-        self.catch_up_positions();
         self.subs.positions = true;
         let feed = self.feeds.positions.get_or_insert_with(|| Feed::open(&self.door.state.positions));
         let all: Vec<Reply> = feed.told().rows.values().map(|p| rows::position(p, false)).collect();
@@ -125,7 +142,6 @@ impl Session {
                 return;
             }
         };
-        self.catch_up_summary();
         let sub = SummarySub { tags: TagSelection::parse(tags), account };
         let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
         let all: Vec<Reply> =
@@ -151,7 +167,6 @@ impl Session {
             self.unknown_account(-1, &account);
             return;
         }
-        self.catch_up_all();
         let state = &self.door.state;
         let summary = self.feeds.summary.get_or_insert_with(|| Feed::open(&state.summary));
         let mut out: Vec<Reply> =
@@ -186,7 +201,6 @@ impl Session {
                 return;
             }
         };
-        self.catch_up_summary();
         let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
         let all: Vec<Reply> = feed
             .told()
@@ -210,7 +224,6 @@ impl Session {
             self.unknown_account(req_id, &account);
             return;
         }
-        self.catch_up_account_pnl();
         let feed = self.feeds.account_pnl.get_or_insert_with(|| Feed::open(&self.door.state.account_pnl));
         // No live row yet (the service subscribes PnL once the session is ready, so after an
         // outage PnL is live a moment after everything else): the first value goes out when it
@@ -231,7 +244,6 @@ impl Session {
             self.unknown_account(req_id, &account);
             return;
         }
-        self.catch_up_position_pnl();
         let feed = self.feeds.position_pnl.get_or_insert_with(|| Feed::open(&self.door.state.position_pnl));
         let first = feed
             .live()

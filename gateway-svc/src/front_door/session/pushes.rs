@@ -1,45 +1,68 @@
 //! What a front-door client's subscriptions are sent when the shared state changes.
+//!
+//! A catch-up takes the difference between what the client was told and the hub's state (see
+//! [`crate::front_door::feed`]) and queues its rows; each row then goes to every subscription
+//! that wants it, one row at a time, while the output has room (see [`super::Backlog`]).
 
 use tws_wire::Reply;
 
-use super::{Kind, Session};
+use super::{Kind, Push, Session, Work};
 use crate::front_door::feed::{self, Feed};
 use crate::front_door::rows;
-use crate::model::{PositionPnlRow, PositionRow};
+use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, SummaryRow};
 
 impl Session {
-    /// Brings `kind` up to date.
-    pub(super) fn catch_up(&mut self, kind: Kind) {
-        match kind {
-            Kind::Positions => self.catch_up_positions(),
-            Kind::Summary => self.catch_up_summary(),
-            Kind::AccountPnl => self.catch_up_account_pnl(),
-            Kind::PositionPnl => self.catch_up_position_pnl(),
+    /// Every followed kind brought up to date (after the link returns, and before an account
+    /// updates subscription, which shares every kind), in this order.
+    pub(super) fn catch_up_all(&mut self) {
+        for kind in Kind::ALL {
+            self.backlog.queue(Work::CatchUp(kind));
         }
     }
 
-    /// Every followed kind brought up to date (after the link returns, and before a new
-    /// subscription that shares a kind with an older one).
-    pub(super) fn catch_up_all(&mut self) {
-        self.catch_up_positions();
-        self.catch_up_summary();
-        self.catch_up_account_pnl();
-        self.catch_up_position_pnl();
+    /// Queues the rows of `kind` that changed since the client was last told (none while the
+    /// link is down or when the client does not follow the kind).
+    pub(super) fn catch_up(&mut self, kind: Kind) {
+        let (link_up, state, rows) = (self.link_up, &self.door.state, &mut self.backlog.rows);
+        match kind {
+            Kind::Positions => {
+                let Some(diff) = feed::due(&mut self.feeds.positions, link_up, &state.positions) else { return };
+                rows.extend(diff.upserts.into_iter().map(|p| Push::Position(p, false)));
+                rows.extend(diff.removals.into_iter().map(|p| Push::Position(p, true)));
+            }
+            // Values that disappear are forgotten without a message, as a gateway does.
+            Kind::Summary => {
+                let Some(diff) = feed::due(&mut self.feeds.summary, link_up, &state.summary) else { return };
+                rows.extend(diff.upserts.into_iter().map(Push::Summary));
+            }
+            Kind::AccountPnl => {
+                let Some(diff) = feed::due(&mut self.feeds.account_pnl, link_up, &state.account_pnl) else { return };
+                rows.extend(diff.upserts.into_iter().map(Push::AccountPnl));
+            }
+            Kind::PositionPnl => {
+                let Some(diff) = feed::due(&mut self.feeds.position_pnl, link_up, &state.position_pnl) else { return };
+                rows.extend(diff.upserts.into_iter().map(Push::PositionPnl));
+            }
+        }
     }
 
-    pub(super) fn catch_up_positions(&mut self) {
-        let Some(diff) = feed::due(&mut self.feeds.positions, self.link_up, &self.door.state.positions) else { return };
-        let updates_for = self.subs.account_updates.clone();
-        for (list, closed) in [(&diff.upserts, false), (&diff.removals, true)] {
-            for p in list {
-                if self.subs.positions {
-                    self.send(&rows::position(p, closed));
-                }
-                if updates_for.as_deref() == Some(p.account.as_str()) {
-                    let portfolio = self.portfolio(p, closed);
-                    self.send(&portfolio);
-                }
-            }
+    /// Sends one queued row to every subscription that wants it.
+    pub(super) fn push(&mut self, row: Push) {
+        match row {
+            Push::Position(p, closed) => self.push_position(&p, closed),
+            Push::Summary(r) => self.push_summary(&r),
+            Push::AccountPnl(r) => self.push_account_pnl(&r),
+            Push::PositionPnl(r) => self.push_position_pnl(&r),
+        }
+    }
+
+    fn push_position(&mut self, p: &PositionRow, closed: bool) {
+        if self.subs.positions {
+            self.send(&rows::position(p, closed));
+        }
+        if self.subs.account_updates.as_deref() == Some(p.account.as_str()) {
+            let portfolio = self.portfolio(p, closed);
+            self.send(&portfolio);
         }
     }
 
@@ -47,69 +70,55 @@ impl Session {
         rows::portfolio(p, self.feeds.position_pnl.as_ref().and_then(|f| valuation(f, p)), closed)
     }
 
-    pub(super) fn catch_up_summary(&mut self) {
-        // Values that disappear are forgotten without a message, as a gateway does.
-        let Some(diff) = feed::due(&mut self.feeds.summary, self.link_up, &self.door.state.summary) else { return };
+    fn push_summary(&mut self, r: &SummaryRow) {
         let mut out = Vec::new();
-        for r in &diff.upserts {
-            for (req_id, sub) in &self.subs.summaries {
-                if sub.wants(r) {
-                    out.push(rows::summary(*req_id, r));
-                }
-            }
-            if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
-                out.push(rows::account_value(r));
-            }
-            for (req_id, account) in &self.subs.multi {
-                if account.as_ref().is_none_or(|a| *a == r.account) {
-                    out.push(rows::account_value_multi(*req_id, r));
-                }
+        for (req_id, sub) in &self.subs.summaries {
+            if sub.wants(r) {
+                out.push(rows::summary(*req_id, r));
             }
         }
-        for r in &out {
-            self.send(r);
+        if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
+            out.push(rows::account_value(r));
+        }
+        for (req_id, account) in &self.subs.multi {
+            if account.as_ref().is_none_or(|a| *a == r.account) {
+                out.push(rows::account_value_multi(*req_id, r));
+            }
+        }
+        for m in &out {
+            self.send(m);
         }
     }
 
-    pub(super) fn catch_up_account_pnl(&mut self) {
-        let Some(diff) = feed::due(&mut self.feeds.account_pnl, self.link_up, &self.door.state.account_pnl) else {
-            return;
-        };
-        let mut out = Vec::new();
-        for r in &diff.upserts {
-            for (req_id, account) in &self.subs.pnl {
-                if *account == r.account {
-                    out.push(rows::account_pnl(*req_id, r));
-                }
-            }
-        }
-        for r in &out {
-            self.send(r);
+    fn push_account_pnl(&mut self, r: &AccountPnlRow) {
+        let out: Vec<Reply> = self
+            .subs
+            .pnl
+            .iter()
+            .filter(|(_, account)| **account == r.account)
+            .map(|(req_id, _)| rows::account_pnl(*req_id, r))
+            .collect();
+        for m in &out {
+            self.send(m);
         }
     }
 
-    pub(super) fn catch_up_position_pnl(&mut self) {
-        let Some(diff) = feed::due(&mut self.feeds.position_pnl, self.link_up, &self.door.state.position_pnl) else {
-            return;
-        };
+    fn push_position_pnl(&mut self, r: &PositionPnlRow) {
         let mut out = Vec::new();
-        for r in &diff.upserts {
-            for (req_id, (account, con_id)) in &self.subs.pnl_single {
-                if *account == r.account && *con_id == r.con_id {
-                    out.push(rows::position_pnl(*req_id, r));
-                }
-            }
-            // A new valuation changes the portfolio row.
-            if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
-                let held =
-                    self.feeds.positions.as_ref().and_then(|f| f.told().rows.get(&(r.account.clone(), r.con_id)));
-                if let Some(p) = held {
-                    out.push(rows::portfolio(p, Some(r), false));
-                }
+        for (req_id, (account, con_id)) in &self.subs.pnl_single {
+            if *account == r.account && *con_id == r.con_id {
+                out.push(rows::position_pnl(*req_id, r));
             }
         }
-        for r in &out {
-            self.send(r);
+        // A new valuation changes the portfolio row.
+        if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
+            let held = self.feeds.positions.as_ref().and_then(|f| f.told().rows.get(&(r.account.clone(), r.con_id)));
+            if let Some(p) = held {
+                out.push(rows::portfolio(p, Some(r), false));
+            }
+        }
+        for m in &out {
+            self.send(m);
         }
     }
 }

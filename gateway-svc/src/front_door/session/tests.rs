@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
-use tws_wire::{Reply, Request, frame, notice, reply};
+use tws_wire::frame::Codec;
+use tws_wire::{Reply, Request, encode_reply, frame, notice, reply};
 
 use super::*;
+use crate::front_door::rows;
+use crate::front_door::subscriptions::MAX_PER_KIND;
 use crate::health::SessionState;
 use crate::model::{AccountRow, Row};
 use crate::state::State;
@@ -104,6 +107,21 @@ impl Client {
             let progress = self.session.on_bytes(&mut self.buf).expect("no ending");
             replies.extend(self.replies());
             if progress == Progress::NeedBytes {
+                return replies;
+            }
+        }
+    }
+
+    /// Writes and reads until the session has nothing left to do, checking before each write
+    /// that the output stays within `bound`; returns what was read.
+    fn drain(&mut self, bound: usize) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        loop {
+            let pending = self.session.output().len();
+            assert!(pending <= bound, "{pending} bytes of output, more than {bound}");
+            replies.extend(self.replies());
+            let progress = self.session.on_bytes(&mut self.buf).expect("no ending");
+            if progress == Progress::NeedBytes && !self.session.wants_write() {
                 return replies;
             }
         }
@@ -211,4 +229,52 @@ fn changes_are_pushed_and_nothing_flows_while_the_link_is_down() {
     assert_eq!(back.first(), Some(&Reply::error(-1, code, text)));
     assert_eq!(back.len(), 4, "1102 and the three positions: {back:?}");
     assert!(back.iter().any(|r| matches!(r, Reply::Position(p) if p.contract.con_id == 1 && p.quantity == "12")));
+}
+
+/// The bytes one summary row costs when it goes to `subs` `reqAccountUpdatesMulti`
+/// subscriptions: what the output may exceed its budget by (it stops between rows).
+fn fan_out(rows: &[SummaryRow], subs: i32) -> usize {
+    let frame = |r: &Reply| 4 + encode_reply(r, Codec::Text, VERSION).len();
+    rows.iter().map(|r| (0..subs).map(|id| frame(&rows::account_value_multi(id, r))).sum()).max().unwrap_or(0)
+}
+
+#[test]
+fn pushes_keep_to_the_output_budget_in_order_and_lose_nothing() {
+    let state = state();
+    let budget = 8 * 1024;
+    let (mut c, _) = Client::start_with_budget(&door(&state), 1, budget);
+    let subs = MAX_PER_KIND as i32;
+    let all: Vec<Request> =
+        (0..subs).map(|req_id| Request::AccountUpdatesMulti { req_id, account: "All".into() }).collect();
+    let answers = c.ask(&all);
+    assert_eq!(answers.iter().filter(|r| matches!(r, Reply::AccountUpdateMultiEnd { .. })).count(), MAX_PER_KIND);
+
+    // Sixty values change at once: each goes to every subscription, thousands of messages.
+    let changed: Vec<SummaryRow> =
+        (0..60).map(|i| summary(["DU1", "DU2"][i % 2], &format!("Tag{i:02}"), "1")).collect();
+    let bound = budget + fan_out(&changed, subs);
+    state.summary.apply(changed.clone(), vec![]);
+    c.session.on_ring(Kind::Summary);
+    // A request read meanwhile is answered after them, not between them.
+    c.put(&Request::Executions { req_id: 9 });
+    let got = c.drain(bound);
+    let mut expect: Vec<Reply> = keyed(changed.clone())
+        .values()
+        .flat_map(|r| (0..subs).map(|id| rows::account_value_multi(id, r)).collect::<Vec<_>>())
+        .collect();
+    expect.push(Reply::ExecutionDataEnd { req_id: 9 });
+    assert_eq!(got.len(), expect.len());
+    assert!(got == expect, "every change to every subscription, in order, then the answer");
+
+    // After an outage every row goes out again, after 1102, within the same budget.
+    ready(&state, false);
+    c.session.on_health(&state.health());
+    assert_eq!(c.drain(bound), vec![Reply::error(-1, notice::LINK_LOST.0, notice::LINK_LOST.1)]);
+    ready(&state, true);
+    c.session.on_health(&state.health());
+    let back = c.drain(bound);
+    let (code, text) = notice::LINK_RESTORED_DATA_MAINTAINED;
+    assert_eq!(back.first(), Some(&Reply::error(-1, code, text)));
+    let rows_now = state.summary.snapshot().rows.len();
+    assert_eq!(back.len(), 1 + rows_now * MAX_PER_KIND, "1102, then every row to every subscription");
 }
