@@ -137,8 +137,7 @@ impl Session {
             "" | "All" => None,
             a if self.is_account(a) => Some(a.to_owned()),
             other => {
-                let text = format!("Error validating request: unknown account group {other}");
-                self.send(&Reply::error(req_id, notice::INVALID_CODE, text));
+                self.send(&Reply::error(req_id, notice::INVALID_CODE, notice::unknown_group(other)));
                 return;
             }
         };

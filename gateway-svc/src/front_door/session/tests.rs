@@ -278,3 +278,18 @@ fn pushes_keep_to_the_output_budget_in_order_and_lose_nothing() {
     let rows_now = state.summary.snapshot().rows.len();
     assert_eq!(back.len(), 1 + rows_now * MAX_PER_KIND, "1102, then every row to every subscription");
 }
+
+#[test]
+fn a_client_value_is_echoed_cut_to_64_characters() {
+    let state = state();
+    let (mut c, _) = Client::start(&door(&state), 1);
+    let long = "Ä".repeat(100_000);
+    let summary = Request::AccountSummary { req_id: 2, group: long.clone(), tags: vec!["NetLiquidation".into()] };
+    for req in [Request::Pnl { req_id: 1, account: long.clone() }, summary] {
+        let got = c.ask(&[req]);
+        let [Reply::Error { code: notice::INVALID_CODE, message, .. }] = &got[..] else { panic!("{got:?}") };
+        let shown: String = message.chars().take(100).collect();
+        assert!(message.contains(&format!("{}…", "Ä".repeat(64))), "{shown}");
+        assert!(!message.contains(&"Ä".repeat(65)), "{} characters", message.chars().count());
+    }
+}
