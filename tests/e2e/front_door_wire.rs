@@ -402,3 +402,17 @@ async fn an_answer_interrupted_by_shutdown_is_finished_not_repeated() {
     }
     assert!(answers > 0, "answers arrived before the FIN");
 }
+
+#[tokio::test]
+async fn a_frame_of_a_million_empty_fields_is_malformed() {
+    let (stack, addr) = start_front_door().await;
+    let (mut c, _) = WireClient::start(addr, 22).await;
+    // A request the front door answers, padded with NULs to the largest frame it accepts.
+    let mut body = Request::CurrentTime.encode_text(c.version());
+    body.resize(tws_wire::frame::MAX_CLIENT_FRAME, 0);
+    c.send_raw_frame(&body).await;
+    let r = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+    assert!(matches!(&r, Reply::Error { id: -1, code: notice::UNREADABLE_CODE, .. }), "{r:?}");
+    assert_eq!(c.read(WITHIN).await, Read::Eof, "closed as malformed input");
+    stack.stop_and_check().await;
+}
