@@ -107,6 +107,11 @@ async fn versions_are_negotiated_like_a_gateway() {
     }
     let mut c = WireClient::connect(addr).await.unwrap();
     assert_eq!(c.hello("v227..230").await, Read::Eof, "no common version: closed without an answer");
+    // Below the API's floor of 100, as a gateway: closed without an answer.
+    for range in ["v0..0", "v38..99", "v99"] {
+        let mut c = WireClient::connect(addr).await.unwrap();
+        assert_eq!(c.hello(range).await, Read::Eof, "{range}");
+    }
     stack.stop_and_check().await;
 }
 
