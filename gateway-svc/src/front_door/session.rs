@@ -65,9 +65,12 @@ impl Kind {
     const ALL: [Kind; 4] = [Kind::Positions, Kind::Summary, Kind::AccountPnl, Kind::PositionPnl];
 }
 
-/// One changed row of a catch-up, still to be sent to the subscriptions that want it.
+/// What is still to go out of the work under way: one changed row of a catch-up, to be sent to
+/// the subscriptions that want it, or one message of an answer.
 #[derive(Debug)]
 enum Push {
+    /// A message of an answer, already built.
+    Reply(Reply),
     /// A position, and whether it went away.
     Position(PositionRow, bool),
     Summary(SummaryRow),
@@ -89,11 +92,12 @@ enum Work {
 
 /// What a session has accepted and not yet turned into output. Bounded without any limit of its
 /// own: requests are read only when it is empty, and each kind's catch-up and the health are
-/// queued at most once, so it holds at most one catch-up's rows (one kind's difference) and a
-/// handful of work items.
+/// queued at most once, so it holds at most one catch-up's rows (one kind's difference) or one
+/// answer's messages, and a handful of work items.
 #[derive(Debug, Default)]
 struct Backlog {
-    /// Rows of the catch-up under way: they go out before any later work.
+    /// What the catch-up or answer under way has still to send: it goes out before any later
+    /// work.
     rows: VecDeque<Push>,
     work: VecDeque<Work>,
 }
@@ -309,9 +313,10 @@ impl Session {
         self.produce();
     }
 
-    /// Does queued work, in order, while the output is under its budget. A row goes to all its
-    /// subscriptions at once, so the output exceeds the budget by at most one row's fan-out
-    /// (a few hundred messages: see [`crate::front_door::subscriptions::MAX_PER_KIND`]).
+    /// Does queued work, in order, while the output is under its budget. An answer goes out a
+    /// message at a time and a changed row to all its subscriptions at once, so the output
+    /// exceeds the budget by at most one row's fan-out (a few hundred messages: see
+    /// [`crate::front_door::subscriptions::MAX_PER_KIND`]).
     fn produce(&mut self) {
         while !self.out.full() {
             if let Some(row) = self.backlog.rows.pop_front() {

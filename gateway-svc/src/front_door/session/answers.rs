@@ -5,7 +5,7 @@ use tws_wire::account_summary::TagSelection;
 use tws_wire::{Reply, Request, notice};
 
 use super::pushes::valuation;
-use super::{Kind, Session, Work};
+use super::{Kind, Push, Session, Work};
 use crate::front_door::feed::Feed;
 use crate::front_door::rows;
 use crate::front_door::subscriptions::{MAX_PER_KIND, MAX_SUMMARIES, SummarySub};
@@ -29,6 +29,12 @@ impl Session {
             self.backlog.queue(Work::CatchUp(*kind));
         }
         self.backlog.queue(Work::Answer(req));
+    }
+
+    /// An answer of many messages (a kind's rows and their end marker): queued, to go out in
+    /// order and within the output budget before any later work. Called last in an answer.
+    fn send_in_turn(&mut self, answer: Vec<Reply>) {
+        self.backlog.rows.extend(answer.into_iter().map(Push::Reply));
     }
 
     /// Answers `req` from what the client was told (its catch-ups are done).
@@ -120,11 +126,9 @@ impl Session {
     fn positions(&mut self) {
         self.subs.positions = true;
         let feed = self.feeds.positions.get_or_insert_with(|| Feed::open(&self.door.state.positions));
-        let all: Vec<Reply> = feed.told().rows.values().map(|p| rows::position(p, false)).collect();
-        for r in &all {
-            self.send(r);
-        }
-        self.send(&Reply::PositionEnd);
+        let all = feed.told().rows.values().map(|p| rows::position(p, false));
+        let answer: Vec<Reply> = all.chain([Reply::PositionEnd]).collect();
+        self.send_in_turn(answer);
     }
 
     fn account_summary(&mut self, req_id: i32, group: &str, tags: &[String]) {
@@ -143,13 +147,10 @@ impl Session {
         };
         let sub = SummarySub { tags: TagSelection::parse(tags), account };
         let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
-        let all: Vec<Reply> =
-            feed.told().rows.values().filter(|r| sub.wants(r)).map(|r| rows::summary(req_id, r)).collect();
+        let all = feed.told().rows.values().filter(|r| sub.wants(r)).map(|r| rows::summary(req_id, r));
+        let answer: Vec<Reply> = all.chain([Reply::AccountSummaryEnd { req_id }]).collect();
         self.subs.summaries.insert(req_id, sub);
-        for r in &all {
-            self.send(r);
-        }
-        self.send(&Reply::AccountSummaryEnd { req_id });
+        self.send_in_turn(answer);
     }
 
     /// `reqAccountUpdates`: the account's values, its portfolio, the time and the end marker;
@@ -177,9 +178,7 @@ impl Session {
         }
         out.push(Reply::AccountUpdateTime(jiff::Zoned::now().strftime("%H:%M").to_string()));
         out.push(Reply::AccountDownloadEnd(account.clone()));
-        for r in &out {
-            self.send(r);
-        }
+        self.send_in_turn(out);
         self.subs.account_updates = Some(account);
     }
 
@@ -201,17 +200,14 @@ impl Session {
             }
         };
         let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
-        let all: Vec<Reply> = feed
+        let all = feed
             .told()
             .rows
             .values()
             .filter(|r| account.as_ref().is_none_or(|a| *a == r.account))
-            .map(|r| rows::account_value_multi(req_id, r))
-            .collect();
-        for r in &all {
-            self.send(r);
-        }
-        self.send(&Reply::AccountUpdateMultiEnd { req_id });
+            .map(|r| rows::account_value_multi(req_id, r));
+        let answer: Vec<Reply> = all.chain([Reply::AccountUpdateMultiEnd { req_id }]).collect();
+        self.send_in_turn(answer);
         self.subs.multi.insert(req_id, account);
     }
 

@@ -46,9 +46,10 @@ impl Session {
         }
     }
 
-    /// Sends one queued row to every subscription that wants it.
+    /// Sends one queued message, or one queued row to every subscription that wants it.
     pub(super) fn push(&mut self, row: Push) {
         match row {
+            Push::Reply(r) => self.send(&r),
             Push::Position(p, closed) => self.push_position(&p, closed),
             Push::Summary(r) => self.push_summary(&r),
             Push::AccountPnl(r) => self.push_account_pnl(&r),

@@ -293,3 +293,18 @@ fn a_client_value_is_echoed_cut_to_64_characters() {
         assert!(!message.contains(&"Ä".repeat(65)), "{} characters", message.chars().count());
     }
 }
+
+#[test]
+fn a_large_answer_goes_out_within_the_budget_before_later_work() {
+    let state = state();
+    let many: Vec<PositionRow> = (0..2_000).map(|i| position("DU1", 100 + i, "1")).collect();
+    state.positions.resync(2, keyed(many.clone()));
+    let budget = 4 * 1024;
+    let (mut c, _) = Client::start_with_budget(&door(&state), 1, budget);
+    let biggest = many.iter().map(|p| 4 + encode_reply(&rows::position(p, false), Codec::Text, VERSION).len()).max();
+    c.put(&Request::Positions);
+    c.put(&Request::Executions { req_id: 9 });
+    let got = c.drain(budget + biggest.unwrap_or(0));
+    assert_eq!(got.len(), 2_002, "every position, the end, then the next answer");
+    assert_eq!(got[2_000..], [Reply::PositionEnd, Reply::ExecutionDataEnd { req_id: 9 }]);
+}
