@@ -380,10 +380,12 @@ async fn an_answer_interrupted_by_shutdown_is_finished_not_repeated() {
     })
     .await;
 
-    // Shutdown starts while that write is pending (the stop is polled first and cancels at
-    // once; the client reads only after the connection has seen it, and as fast as it can, so
-    // that the shutdown's brief grace suffices). What arrives must still be whole answers, each
-    // exactly the positions and their end, until the FIN.
+    // Shutdown starts while that write is pending: the stop is polled first and cancels at
+    // once, and on this test's single-threaded runtime the connection's task, woken by the
+    // cancel, runs before the reader's first read (the reader yields first), so the connection
+    // leaves its interrupted write before the client makes room for more. The client then reads
+    // as fast as it can, so that the shutdown's brief grace suffices. What arrives must still be
+    // whole answers, each exactly the positions and their end, until the FIN.
     let reader = async move {
         for _ in 0..4 {
             tokio::task::yield_now().await;
