@@ -107,6 +107,11 @@ async fn versions_are_negotiated_like_a_gateway() {
     }
     let mut c = WireClient::connect(addr).await.unwrap();
     assert_eq!(c.hello("v227..230").await, Read::Eof, "no common version: closed without an answer");
+    // Below the API's floor of 100, as a gateway: closed without an answer.
+    for range in ["v0..0", "v38..99", "v99"] {
+        let mut c = WireClient::connect(addr).await.unwrap();
+        assert_eq!(c.hello(range).await, Read::Eof, "{range}");
+    }
     stack.stop_and_check().await;
 }
 
@@ -337,5 +342,84 @@ async fn five_hundred_clients_share_one_upstream_socket() {
     assert_eq!(stats.open_now, 1, "one upstream socket while {MANY} clients are connected");
     assert_eq!(stats.requests.get("positions").copied(), upstream_positions, "no upstream request per client");
     drop(clients);
+    stack.stop_and_check().await;
+}
+
+/// The server side's send queue (bytes written but not yet taken by the peer) of the front-door
+/// connection whose client is at `client_port`, as `ss` lists it.
+fn server_send_queue(front_door_port: u16, client_port: u16) -> Option<u64> {
+    let filter = format!("( sport = :{front_door_port} and dport = :{client_port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-Htn", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2) is installed by the test command");
+    // Columns: Recv-Q Send-Q Local Peer.
+    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).and_then(|q| q.parse().ok())
+}
+
+#[tokio::test]
+async fn an_answer_interrupted_by_shutdown_is_finished_not_repeated() {
+    let (stack, addr) = start_front_door().await;
+    let held = stack.sim().positions().len();
+    let c = WireClient::connect_with_receive_buffer(addr, 16 * 1024).await.unwrap();
+    let (mut c, _) = c.start_as(21).await;
+    let client_port = c.stream.local_addr().unwrap().port();
+    // Far more answers than the socket buffers hold, and a client that reads none of them: the
+    // service's write stops halfway through its output.
+    let mut burst = Vec::new();
+    for _ in 0..40_000 {
+        tws_wire::frame::put_frame(&mut burst, &Request::Positions.encode_text(c.version()));
+    }
+    c.send_raw_frames(&burst).await;
+    let mut last = None;
+    eventually("the service's write to block", patience(WITHIN), || {
+        let now = server_send_queue(addr.port(), client_port).filter(|q| *q > 0);
+        let blocked = now.is_some() && now == last;
+        last = now;
+        async move { blocked.then_some(()) }
+    })
+    .await;
+
+    // Shutdown starts while that write is pending: the stop is polled first and cancels at
+    // once, and on this test's single-threaded runtime the connection's task, woken by the
+    // cancel, runs before the reader's first read (the reader yields first), so the connection
+    // leaves its interrupted write before the client makes room for more. The client then reads
+    // as fast as it can, so that the shutdown's brief grace suffices. What arrives must still be
+    // whole answers, each exactly the positions and their end, until the FIN.
+    let reader = async move {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        (c.read_to_end().await, c.version())
+    };
+    let (_, (mut bytes, version)) = tokio::join!(stack.stop_and_check(), reader);
+    let (mut in_answer, mut answers) = (0, 0);
+    loop {
+        match tws_wire::frame::take_frame(&mut bytes) {
+            Ok(Some(body)) => match tws_wire::reply::decode_text(&body, version) {
+                Ok(Reply::Position(_)) if in_answer < held => in_answer += 1,
+                Ok(Reply::PositionEnd) if in_answer == held => (in_answer, answers) = (0, answers + 1),
+                Ok(r) if is_farm_notice(&r) => {}
+                other => panic!("{other:?} after {in_answer} positions of answer {answers}"),
+            },
+            // The last write may be cut short by the shutdown's brief grace, never repeated.
+            Ok(None) => break,
+            Err(e) => panic!("{e} after {in_answer} positions of answer {answers}"),
+        }
+    }
+    assert!(answers > 0, "answers arrived before the FIN");
+}
+
+#[tokio::test]
+async fn a_frame_of_a_million_empty_fields_is_malformed() {
+    let (stack, addr) = start_front_door().await;
+    let (mut c, _) = WireClient::start(addr, 22).await;
+    // A request the front door answers, padded with NULs to the largest frame it accepts.
+    let mut body = Request::CurrentTime.encode_text(c.version());
+    body.resize(tws_wire::frame::MAX_CLIENT_FRAME, 0);
+    c.send_raw_frame(&body).await;
+    let r = c.read_until(WITHIN, |r| !is_farm_notice(r)).await;
+    assert!(matches!(&r, Reply::Error { id: -1, code: notice::UNREADABLE_CODE, .. }), "{r:?}");
+    assert_eq!(c.read(WITHIN).await, Read::Eof, "closed as malformed input");
     stack.stop_and_check().await;
 }

@@ -8,6 +8,9 @@ use bytes::{Buf, BytesMut};
 
 /// Highest server version a current IB Gateway claims (and the simulator's default).
 pub const SERVER_MAX_VERSION: u32 = 226;
+/// The API's floor: the lowest version a gateway serves (the official client's
+/// `MIN_CLIENT_VER`). A client whose range lies wholly below it is closed without an answer.
+pub const MIN_VERSION: u32 = 100;
 /// Versions at or below this use the text codec.
 pub const TEXT_MAX_VERSION: u32 = 200;
 /// Versions at or above this use protobuf for every message.
@@ -79,13 +82,14 @@ impl VersionRange {
 
     /// What a gateway answers: the client's max capped at ours, with 201..=212 capped to 200
     /// (the mixed range whose exact rules nobody has verified). `None` when no version satisfies
-    /// both sides.
+    /// both sides, or when the client's max is below [`MIN_VERSION`] (a gateway serves nothing
+    /// older, and a version 0 would mean no version at all).
     pub fn negotiate(self, server_max: u32) -> Option<u32> {
         let mut v = self.max.min(server_max);
         if v > TEXT_MAX_VERSION && v < PROTOBUF_MIN_VERSION {
             v = TEXT_MAX_VERSION;
         }
-        (v >= self.min).then_some(v)
+        (v >= self.min && v >= MIN_VERSION).then_some(v)
     }
 }
 
@@ -168,6 +172,10 @@ mod tests {
         assert_eq!(r(100, 205).negotiate(226), Some(200));
         assert_eq!(r(227, 230).negotiate(226), None);
         assert_eq!(r(213, 226).negotiate(200), None);
+        // Below the API's floor of 100 nothing is served, however the ranges meet.
+        assert_eq!(r(0, 0).negotiate(226), None);
+        assert_eq!(r(38, 99).negotiate(226), None);
+        assert_eq!(r(38, 100).negotiate(226), Some(100));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `tws-wire`: the gateway side of the TWS API socket protocol, in one place.
 //!
-//! - [`frame`]: the `API\0` greeting, version negotiation (text codec ≤ 200, protobuf ≥ 213)
+//! - [`frame`]: the `API\0` greeting, version negotiation (from 100; text codec ≤ 200, protobuf ≥ 213)
 //!   and length-prefixed frames; [`handshake`]: a connection's opening, without I/O.
 //! - [`ids`]: message ids in both directions and the names of requests nobody here decodes.
 //! - [`request`]: client requests, decoded in both codecs (and encoded as a text client sends

@@ -70,9 +70,29 @@ pub fn client_id_in_use(client_id: i32) -> String {
     format!("Unable to connect as the client id is already in use. Retry with a unique client id. ({client_id})")
 }
 
+/// Characters of a client's own value an error text repeats: the limit gateway-svc's gRPC side
+/// applies to the values it quotes (its filter's `MAX_LEN`), so that a client sending a
+/// megabyte in one field is not sent the megabyte back.
+pub const ECHO_MAX_CHARS: usize = 64;
+
+/// `value` as an error text quotes it: its first [`ECHO_MAX_CHARS`] characters, then `…` when
+/// it was longer.
+pub fn echoed(value: &str) -> String {
+    let mut shown: String = value.chars().take(ECHO_MAX_CHARS).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    shown
+}
+
 /// 321 for an account the connection does not manage.
 pub fn unknown_account(account: &str) -> String {
-    format!("Error validating request: unknown account {account}")
+    format!("Error validating request: unknown account {}", echoed(account))
+}
+
+/// 321 for an account-summary group that is neither `All` nor a managed account.
+pub fn unknown_group(group: &str) -> String {
+    format!("Error validating request: unknown account group {}", echoed(group))
 }
 
 /// The codes of the data-farm notices (OK, broken, inactive), which are informational.
@@ -97,4 +117,17 @@ pub fn farm(code: i32, name: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("{text}:{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_values_are_echoed_cut_to_64_characters() {
+        assert_eq!(unknown_account("DU1"), "Error validating request: unknown account DU1");
+        let long = "é".repeat(ECHO_MAX_CHARS + 1);
+        assert_eq!(echoed(&long), format!("{}…", "é".repeat(ECHO_MAX_CHARS)));
+        assert_eq!(echoed(&long[..2 * ECHO_MAX_CHARS]), "é".repeat(ECHO_MAX_CHARS), "64 characters are not cut");
+    }
 }

@@ -221,6 +221,12 @@ pub enum DecodeError {
         /// Field name.
         field: &'static str,
     },
+    /// The frame has more fields than any request (see [`crate::text::MAX_REQUEST_FIELDS`]).
+    #[error("frame has more than {max} fields")]
+    TooManyFields {
+        /// The most a request may have.
+        max: usize,
+    },
     /// The protobuf payload does not decode.
     #[error("message {msg_id}: invalid protobuf payload")]
     Protobuf {
@@ -233,7 +239,7 @@ pub enum DecodeError {
 pub fn decode_request(body: &[u8], codec: Codec, version: u32) -> Result<Request, DecodeError> {
     match codec {
         Codec::Text => {
-            let fields = crate::text::split(body);
+            let fields = split(body)?;
             let msg_id = fields.first().and_then(|f| f.parse().ok()).ok_or(DecodeError::NoId)?;
             decode_text(msg_id, &fields[1..], version)
         }
@@ -244,10 +250,16 @@ pub fn decode_request(body: &[u8], codec: Codec, version: u32) -> Result<Request
             if msg_id > PROTOBUF_OFFSET {
                 decode_proto(msg_id - PROTOBUF_OFFSET, payload)
             } else {
-                decode_text(msg_id, &crate::text::split(payload), version)
+                decode_text(msg_id, &split(payload)?, version)
             }
         }
     }
+}
+
+/// A request's text fields, refusing a frame with more than any request has before splitting it.
+fn split(body: &[u8]) -> Result<Vec<String>, DecodeError> {
+    let max = crate::text::MAX_REQUEST_FIELDS;
+    crate::text::split_at_most(body, max).ok_or(DecodeError::TooManyFields { max })
 }
 
 /// Text requests: `f` holds the fields after the message id.
@@ -422,6 +434,25 @@ mod tests {
             d(&["76", "1", "3", "DU1", "", "1"]),
             Ok(Request::AccountUpdatesMulti { req_id: 3, account: "DU1".into() })
         );
+    }
+
+    #[test]
+    fn a_frame_with_more_fields_than_any_request_is_refused_before_it_is_split() {
+        // reqCurrentTime followed by a megabyte of NULs: a million empty fields.
+        let mut body = text(&["49", "1"]);
+        body.resize(1 << 20, 0);
+        for codec in [Codec::Text, Codec::Protobuf] {
+            let framed = if codec == Codec::Text { body.clone() } else { [&[0, 0, 0, 49][..], &body[3..]].concat() };
+            assert_eq!(
+                decode_request(&framed, codec, 178),
+                Err(DecodeError::TooManyFields { max: crate::text::MAX_REQUEST_FIELDS }),
+                "{codec:?}"
+            );
+        }
+        // As many fields as the cap allows still decode.
+        let mut most = text(&["49", "1"]);
+        most.resize(most.len() + crate::text::MAX_REQUEST_FIELDS - 2, 0);
+        assert_eq!(decode_request(&most, Codec::Text, 178), Ok(Request::CurrentTime));
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! unique among front-door clients (a duplicate gets 326 and a close, as from a gateway) and
 //! unrelated to the id the service uses upstream.
 //!
-//! - [`conn`]: one client connection (handshake, start-up messages, link notices, close).
-//! - [`requests`]: what each request is answered with, and what is pushed afterwards.
+//! - [`session`]: one client without I/O: the opening, what each request is answered with,
+//!   what is pushed afterwards, link and farm notices, all into one budgeted output.
+//! - [`conn`]: one client's socket: reads, writes the session's output, closes.
+//! - [`subscriptions`]: what a client is subscribed to; [`output`]: what it has yet to be sent.
 //! - [`feed`]: what a client has been told of each data kind; [`rows`]: rows as messages.
 
 use std::collections::HashSet;
@@ -26,8 +28,10 @@ use crate::state::State;
 
 mod conn;
 mod feed;
-mod requests;
+mod output;
 mod rows;
+mod session;
+mod subscriptions;
 
 /// Shared by every front-door connection.
 #[derive(Debug)]
@@ -62,8 +66,16 @@ impl FrontDoor {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// The next id for `nextValidId`: 1 and up, and `i32::MAX` over and over once a client has
+    /// asked that often. Saturating rather than wrapping: an id ≤ 0 is no order id at all, and
+    /// wrapping to 1 would hand out ids going backwards, which a client that keeps its own
+    /// counter (the largest it was told or used) does not expect. Repeating the last id costs
+    /// nothing, since no order is ever placed with it.
     fn next_order_id(&self) -> i32 {
-        self.next_order_id.fetch_add(1, Ordering::Relaxed)
+        let next =
+            self.next_order_id.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| Some(id.saturating_add(1)));
+        // The closure never refuses, so both arms hold the id before this call.
+        next.unwrap_or_else(|id| id)
     }
 
     /// Claims `client_id` for a started connection; false when another holds it.
@@ -115,5 +127,20 @@ impl FrontDoor {
             });
         }
         debug!("TWS front door stopped accepting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_valid_ids_never_go_below_one() {
+        let door = FrontDoor::new(State::new("gateway:4002", 1), CancellationToken::new(), 1);
+        assert_eq!((door.next_order_id(), door.next_order_id()), (1, 2));
+        // A client asking reqIds in a loop reaches the top of the range.
+        door.next_order_id.store(i32::MAX - 1, Ordering::Relaxed);
+        let ids: Vec<i32> = (0..3).map(|_| door.next_order_id()).collect();
+        assert_eq!(ids, [i32::MAX - 1, i32::MAX, i32::MAX]);
     }
 }

@@ -52,6 +52,14 @@ impl WireClient {
         Ok(Self { stream: TcpStream::connect(addr).await?, buf: BytesMut::new(), version: 0 })
     }
 
+    /// Connects with a receive buffer of about `bytes` (the kernel rounds it), so that a client
+    /// that stops reading makes the server's writes block after little data.
+    pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(bytes)?;
+        Ok(Self { stream: socket.connect(addr).await?, buf: BytesMut::new(), version: 0 })
+    }
+
     /// The negotiated server version (0 before a successful [`WireClient::hello`]).
     pub fn version(&self) -> u32 {
         self.version
@@ -78,7 +86,12 @@ impl WireClient {
     /// Full text handshake at [`TEXT_RANGE`] and START_API; returns the replies up to the last
     /// farm notice ([`SECDEF_FARM_OK`]).
     pub async fn start(addr: SocketAddr, client_id: i32) -> (Self, Vec<Reply>) {
-        let mut c = Self::connect(addr).await.expect("connect");
+        Self::connect(addr).await.expect("connect").start_as(client_id).await
+    }
+
+    /// [`WireClient::start`] on a connected client.
+    pub async fn start_as(self, client_id: i32) -> (Self, Vec<Reply>) {
+        let mut c = self;
         let hello = c.hello(TEXT_RANGE).await;
         assert_eq!(hello, Read::Hello(TEXT_VERSION), "handshake reply");
         c.request(&Request::StartApi { client_id }).await;
@@ -121,6 +134,18 @@ impl WireClient {
             Ok(body) => decode(&body, self.version),
             Err(other) => other,
         }
+    }
+
+    /// Everything until the peer's FIN (or a reset), unparsed, as fast as it arrives: what is
+    /// buffered first, then the rest of the stream.
+    pub async fn read_to_end(&mut self) -> BytesMut {
+        let mut bytes = std::mem::take(&mut self.buf);
+        while let Ok(n) = self.stream.read_buf(&mut bytes).await {
+            if n == 0 {
+                break;
+            }
+        }
+        bytes
     }
 
     /// The next frame's body, or why there is none.

@@ -1,57 +1,44 @@
-//! What a front-door client's requests are answered with, all from the shared state, and what
-//! is pushed to its subscriptions when that state changes.
-
-use std::collections::BTreeMap;
+//! What a front-door client's requests are answered with, all from the shared state.
 
 use tracing::{debug, info};
-use tws_wire::account_summary::{TagSelection, looks_like_ledger};
+use tws_wire::account_summary::TagSelection;
 use tws_wire::{Reply, Request, notice};
 
-use super::conn::Connection;
-use super::feed::{self, Feed};
-use super::rows;
-use crate::model::{PositionPnlRow, PositionRow, SummaryRow};
+use super::pushes::valuation;
+use super::{Kind, Push, Session, Work};
+use crate::front_door::feed::Feed;
+use crate::front_door::rows;
+use crate::front_door::subscriptions::{MAX_PER_KIND, MAX_SUMMARIES, SummarySub};
 
-/// At most two account-summary subscriptions per client, as a gateway enforces.
-const MAX_SUMMARIES: usize = 2;
-/// Most subscriptions per client of each other kind (account updates multi, PnL, single PnL):
-/// far more than a program follows, and a bound on what one client can make the service send.
-const MAX_PER_KIND: usize = 256;
-
-/// One `reqAccountSummary`: its tags, and the one account it asks for (`None`: group `All`).
-#[derive(Debug)]
-pub(super) struct SummarySub {
-    tags: TagSelection,
-    account: Option<String>,
-}
-
-impl SummarySub {
-    fn wants(&self, r: &SummaryRow) -> bool {
-        self.account.as_ref().is_none_or(|a| *a == r.account)
-            && self.tags.wants(&r.tag, &r.currency, looks_like_ledger(&r.tag, &r.currency))
-    }
-}
-
-/// What one client is subscribed to.
-#[derive(Debug, Default)]
-pub(super) struct Subscriptions {
-    positions: bool,
-    summaries: BTreeMap<i32, SummarySub>,
-    /// `reqAccountUpdates`: one account at a time.
-    account_updates: Option<String>,
-    /// `reqAccountUpdatesMulti`: reqId → account (`None`: all).
-    multi: BTreeMap<i32, Option<String>>,
-    /// `reqPnL`: reqId → account.
-    pnl: BTreeMap<i32, String>,
-    /// `reqPnLSingle`: reqId → (account, conId).
-    pnl_single: BTreeMap<i32, (String, i64)>,
-}
-
-impl Connection {
+impl Session {
+    /// Accepts a request read from the client: the kinds its answer reads are brought up to date
+    /// first (their subscriptions are sent what changed), then it is answered.
     pub(super) fn on_request(&mut self, req: Request) {
         let name = req.name();
         debug!(conn = self.conn, request = %name, "TWS request");
         self.door.state.metrics.front_door_request(&req);
+        let kinds: &[Kind] = match &req {
+            Request::Positions => &[Kind::Positions],
+            Request::AccountSummary { .. } | Request::AccountUpdatesMulti { .. } => &[Kind::Summary],
+            Request::AccountUpdates { subscribe: true, .. } => &Kind::ALL,
+            Request::Pnl { .. } => &[Kind::AccountPnl],
+            Request::PnlSingle { .. } => &[Kind::PositionPnl],
+            _ => &[],
+        };
+        for kind in kinds {
+            self.backlog.queue(Work::CatchUp(*kind));
+        }
+        self.backlog.queue(Work::Answer(req));
+    }
+
+    /// An answer of many messages (a kind's rows and their end marker): queued, to go out in
+    /// order and within the output budget before any later work. Called last in an answer.
+    fn send_in_turn(&mut self, answer: Vec<Reply>) {
+        self.backlog.rows.extend(answer.into_iter().map(Push::Reply));
+    }
+
+    /// Answers `req` from what the client was told (its catch-ups are done).
+    pub(super) fn answer(&mut self, req: Request) {
         match req {
             Request::StartApi { .. } => {
                 let (code, text) = notice::ALREADY_STARTED;
@@ -137,14 +124,11 @@ impl Connection {
     }
 
     fn positions(&mut self) {
-        self.catch_up_positions();
         self.subs.positions = true;
         let feed = self.feeds.positions.get_or_insert_with(|| Feed::open(&self.door.state.positions));
-        let all: Vec<Reply> = feed.told().rows.values().map(|p| rows::position(p, false)).collect();
-        for r in &all {
-            self.send(r);
-        }
-        self.send(&Reply::PositionEnd);
+        let all = feed.told().rows.values().map(|p| rows::position(p, false));
+        let answer: Vec<Reply> = all.chain([Reply::PositionEnd]).collect();
+        self.send_in_turn(answer);
     }
 
     fn account_summary(&mut self, req_id: i32, group: &str, tags: &[String]) {
@@ -157,21 +141,16 @@ impl Connection {
             "" | "All" => None,
             a if self.is_account(a) => Some(a.to_owned()),
             other => {
-                let text = format!("Error validating request: unknown account group {other}");
-                self.send(&Reply::error(req_id, notice::INVALID_CODE, text));
+                self.send(&Reply::error(req_id, notice::INVALID_CODE, notice::unknown_group(other)));
                 return;
             }
         };
-        self.catch_up_summary();
         let sub = SummarySub { tags: TagSelection::parse(tags), account };
         let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
-        let all: Vec<Reply> =
-            feed.told().rows.values().filter(|r| sub.wants(r)).map(|r| rows::summary(req_id, r)).collect();
+        let all = feed.told().rows.values().filter(|r| sub.wants(r)).map(|r| rows::summary(req_id, r));
+        let answer: Vec<Reply> = all.chain([Reply::AccountSummaryEnd { req_id }]).collect();
         self.subs.summaries.insert(req_id, sub);
-        for r in &all {
-            self.send(r);
-        }
-        self.send(&Reply::AccountSummaryEnd { req_id });
+        self.send_in_turn(answer);
     }
 
     /// `reqAccountUpdates`: the account's values, its portfolio, the time and the end marker;
@@ -188,7 +167,6 @@ impl Connection {
             self.unknown_account(-1, &account);
             return;
         }
-        self.catch_up_all();
         let state = &self.door.state;
         let summary = self.feeds.summary.get_or_insert_with(|| Feed::open(&state.summary));
         let mut out: Vec<Reply> =
@@ -200,9 +178,7 @@ impl Connection {
         }
         out.push(Reply::AccountUpdateTime(jiff::Zoned::now().strftime("%H:%M").to_string()));
         out.push(Reply::AccountDownloadEnd(account.clone()));
-        for r in &out {
-            self.send(r);
-        }
+        self.send_in_turn(out);
         self.subs.account_updates = Some(account);
     }
 
@@ -223,19 +199,15 @@ impl Connection {
                 return;
             }
         };
-        self.catch_up_summary();
         let feed = self.feeds.summary.get_or_insert_with(|| Feed::open(&self.door.state.summary));
-        let all: Vec<Reply> = feed
+        let all = feed
             .told()
             .rows
             .values()
             .filter(|r| account.as_ref().is_none_or(|a| *a == r.account))
-            .map(|r| rows::account_value_multi(req_id, r))
-            .collect();
-        for r in &all {
-            self.send(r);
-        }
-        self.send(&Reply::AccountUpdateMultiEnd { req_id });
+            .map(|r| rows::account_value_multi(req_id, r));
+        let answer: Vec<Reply> = all.chain([Reply::AccountUpdateMultiEnd { req_id }]).collect();
+        self.send_in_turn(answer);
         self.subs.multi.insert(req_id, account);
     }
 
@@ -247,7 +219,6 @@ impl Connection {
             self.unknown_account(req_id, &account);
             return;
         }
-        self.catch_up_account_pnl();
         let feed = self.feeds.account_pnl.get_or_insert_with(|| Feed::open(&self.door.state.account_pnl));
         // No live row yet (the service subscribes PnL once the session is ready, so after an
         // outage PnL is live a moment after everything else): the first value goes out when it
@@ -268,7 +239,6 @@ impl Connection {
             self.unknown_account(req_id, &account);
             return;
         }
-        self.catch_up_position_pnl();
         let feed = self.feeds.position_pnl.get_or_insert_with(|| Feed::open(&self.door.state.position_pnl));
         let first = feed
             .live()
@@ -279,105 +249,4 @@ impl Connection {
         }
         self.subs.pnl_single.insert(req_id, (account, con_id));
     }
-
-    /// Every followed kind brought up to date (after the link returns, and before a new
-    /// subscription that shares a kind with an older one).
-    pub(super) fn catch_up_all(&mut self) {
-        self.catch_up_positions();
-        self.catch_up_summary();
-        self.catch_up_account_pnl();
-        self.catch_up_position_pnl();
-    }
-
-    pub(super) fn catch_up_positions(&mut self) {
-        let Some(diff) = feed::due(&mut self.feeds.positions, self.link_up, &self.door.state.positions) else { return };
-        let updates_for = self.subs.account_updates.clone();
-        for (list, closed) in [(&diff.upserts, false), (&diff.removals, true)] {
-            for p in list {
-                if self.subs.positions {
-                    self.send(&rows::position(p, closed));
-                }
-                if updates_for.as_deref() == Some(p.account.as_str()) {
-                    let portfolio = self.portfolio(p, closed);
-                    self.send(&portfolio);
-                }
-            }
-        }
-    }
-
-    fn portfolio(&self, p: &PositionRow, closed: bool) -> Reply {
-        rows::portfolio(p, self.feeds.position_pnl.as_ref().and_then(|f| valuation(f, p)), closed)
-    }
-
-    pub(super) fn catch_up_summary(&mut self) {
-        // Values that disappear are forgotten without a message, as a gateway does.
-        let Some(diff) = feed::due(&mut self.feeds.summary, self.link_up, &self.door.state.summary) else { return };
-        let mut out = Vec::new();
-        for r in &diff.upserts {
-            for (req_id, sub) in &self.subs.summaries {
-                if sub.wants(r) {
-                    out.push(rows::summary(*req_id, r));
-                }
-            }
-            if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
-                out.push(rows::account_value(r));
-            }
-            for (req_id, account) in &self.subs.multi {
-                if account.as_ref().is_none_or(|a| *a == r.account) {
-                    out.push(rows::account_value_multi(*req_id, r));
-                }
-            }
-        }
-        for r in &out {
-            self.send(r);
-        }
-    }
-
-    pub(super) fn catch_up_account_pnl(&mut self) {
-        let Some(diff) = feed::due(&mut self.feeds.account_pnl, self.link_up, &self.door.state.account_pnl) else {
-            return;
-        };
-        let mut out = Vec::new();
-        for r in &diff.upserts {
-            for (req_id, account) in &self.subs.pnl {
-                if *account == r.account {
-                    out.push(rows::account_pnl(*req_id, r));
-                }
-            }
-        }
-        for r in &out {
-            self.send(r);
-        }
-    }
-
-    pub(super) fn catch_up_position_pnl(&mut self) {
-        let Some(diff) = feed::due(&mut self.feeds.position_pnl, self.link_up, &self.door.state.position_pnl) else {
-            return;
-        };
-        let mut out = Vec::new();
-        for r in &diff.upserts {
-            for (req_id, (account, con_id)) in &self.subs.pnl_single {
-                if *account == r.account && *con_id == r.con_id {
-                    out.push(rows::position_pnl(*req_id, r));
-                }
-            }
-            // A new valuation changes the portfolio row.
-            if self.subs.account_updates.as_deref() == Some(r.account.as_str()) {
-                let held =
-                    self.feeds.positions.as_ref().and_then(|f| f.told().rows.get(&(r.account.clone(), r.con_id)));
-                if let Some(p) = held {
-                    out.push(rows::portfolio(p, Some(r), false));
-                }
-            }
-        }
-        for r in &out {
-            self.send(r);
-        }
-    }
-}
-
-/// A position's valuation for its portfolio row: its PnL row while that data is live; none (IB's
-/// "no value") otherwise, never last session's figures as if they were current.
-fn valuation<'a>(pnl: &'a Feed<PositionPnlRow>, p: &PositionRow) -> Option<&'a PositionPnlRow> {
-    if pnl.live() { pnl.told().rows.get(&(p.account.clone(), p.con_id)) } else { None }
 }
