@@ -4,7 +4,8 @@
 //! - [`session`]: the actor that owns the only `ibapi` client and socket.
 //! - [`upstream`]: the data kinds (positions, account summary), one type each; [`pnl`]: PnL per
 //!   account and per position (one subscription per key); [`farm`]: data farms.
-//! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams.
+//! - [`hub`] and [`state`]: snapshots and changes, fanned out to streams; [`kind`]: the data
+//!   kinds, one table that every per-kind list derives from.
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation; [`front_door`]: the same state
 //!   served over the TWS API protocol to unmodified IB API programs.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
@@ -22,6 +23,7 @@ pub mod grpc;
 pub mod health;
 pub mod health_check;
 pub mod hub;
+pub mod kind;
 pub mod maintenance;
 pub mod metrics;
 pub mod model;

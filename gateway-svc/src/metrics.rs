@@ -42,8 +42,11 @@ pub const RECONNECT_CAUSES: [&str; 12] = [
 pub const RPC_SECONDS_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// Data kinds, as metric labels.
-pub const KINDS: [&str; 4] = ["positions", "account_summary", "account_pnl", "position_pnl"];
+/// The data kinds that are followed upstream and streamed, as metric labels (registered at zero;
+/// see [`crate::kind::DataKind::label`]).
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    crate::kind::DataKind::ALL.iter().filter(|k| k.streamed()).map(|k| k.label())
+}
 
 /// Why the TWS front door refused a connection or a request, as metric labels.
 pub const FRONT_DOOR_REFUSALS: [&str; 6] =
@@ -223,7 +226,7 @@ impl Metrics {
         }
         self.counter("ibgw_client_id_conflicts_total", &[]).absolute(0);
         self.gauge("ibgw_probe_rtt_seconds", &[]).set(0.0);
-        for kind in KINDS {
+        for kind in kinds() {
             self.counter("ibgw_upstream_updates_total", &[("kind", kind)]).absolute(0);
             self.counter("ibgw_upstream_lag_total", &[("kind", kind)]).absolute(0);
             self.counter("ibgw_stream_resyncs_total", &[("kind", kind)]).absolute(0);

@@ -25,7 +25,7 @@ use tokio_stream::StreamMap;
 use tracing::{debug, info, warn};
 
 use crate::hub::Hub;
-use crate::model::{AccountPnlRow, PositionPnlRow, Row, decimal};
+use crate::model::{AccountPnlRow, PositionPnlRow, decimal};
 use crate::state::State;
 
 /// Items pulled per wake-up, across every key of a kind: a burst becomes one delta.
@@ -40,11 +40,13 @@ pub(crate) trait PerKey {
     /// The crate's subscription type.
     type Sub: Stream<Item = Result<SubscriptionItem<Self::Item>, ibapi::Error>> + Unpin + Send;
     /// The rows it keeps (keyed like the subscriptions).
-    type Row: Row<Key = Self::Key>;
-    /// Metric label and log name.
-    const LABEL: &'static str;
-    /// Its hub.
-    fn hub(state: &State) -> &Hub<Self::Row>;
+    type Row: crate::kind::Kind<Key = Self::Key>;
+    /// Metric label and log name: the row's kind's.
+    const LABEL: &'static str = <Self::Row as crate::kind::Kind>::KIND.label();
+    /// Its hub in the shared state: the row's kind's.
+    fn hub(state: &State) -> &Hub<Self::Row> {
+        <Self::Row as crate::kind::Kind>::hub(state)
+    }
     /// Opens the subscription for `key`.
     fn subscribe(client: &Client, key: &Self::Key) -> impl Future<Output = Result<Self::Sub, ibapi::Error>> + Send;
     /// Cancels it.
@@ -62,11 +64,6 @@ impl PerKey for AccountPnl {
     type Item = PnL;
     type Sub = Subscription<PnL>;
     type Row = AccountPnlRow;
-    const LABEL: &'static str = "account_pnl";
-
-    fn hub(state: &State) -> &Hub<AccountPnlRow> {
-        &state.account_pnl
-    }
 
     async fn subscribe(client: &Client, account: &String) -> Result<Self::Sub, ibapi::Error> {
         client.pnl(&AccountId(account.clone()), None).await
@@ -95,11 +92,6 @@ impl PerKey for PositionPnl {
     type Item = PnLSingle;
     type Sub = Subscription<PnLSingle>;
     type Row = PositionPnlRow;
-    const LABEL: &'static str = "position_pnl";
-
-    fn hub(state: &State) -> &Hub<PositionPnlRow> {
-        &state.position_pnl
-    }
 
     async fn subscribe(client: &Client, (account, con_id): &(String, i64)) -> Result<Self::Sub, ibapi::Error> {
         let con_id = i32::try_from(*con_id).unwrap_or_default();

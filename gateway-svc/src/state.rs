@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::health::Health;
 use crate::hub::Hub;
+use crate::kind::DataKind;
 use crate::metrics::Metrics;
 use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, SummaryRow};
 
@@ -15,7 +16,8 @@ use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Summa
 /// latest health instead of the ones it missed.
 pub const HEALTH_CHANGES: usize = 256;
 
-/// Shared state. Cheap to clone behind an `Arc`.
+/// Shared state. Cheap to clone behind an `Arc`. One hub per data kind: a new kind's hub is
+/// added here and named in [`crate::kind`]'s table.
 #[derive(Debug)]
 pub struct State {
     /// Managed accounts.
@@ -81,11 +83,9 @@ impl State {
 
     /// Marks every data kind stale for `reason` (keeping an outage's first `since`).
     pub fn mark_all_stale(&self, reason: &str) {
-        self.accounts.mark_stale(reason);
-        self.positions.mark_stale(reason);
-        self.summary.mark_stale(reason);
-        self.account_pnl.mark_stale(reason);
-        self.position_pnl.mark_stale(reason);
+        for kind in DataKind::ALL {
+            self.freshen(*kind).mark_stale(reason);
+        }
     }
 
     /// Open streams now.

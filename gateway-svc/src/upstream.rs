@@ -38,11 +38,13 @@ pub(crate) trait Kind {
     /// The crate's subscription type (its decoder trait is private, so it is named per kind).
     type Sub: Stream<Item = Result<SubscriptionItem<Self::Item>, ibapi::Error>> + Unpin + Send;
     /// The rows it keeps.
-    type Row: Row;
-    /// Metric label and log name.
-    const LABEL: &'static str;
-    /// Its hub in the shared state.
-    fn hub(state: &State) -> &Hub<Self::Row>;
+    type Row: crate::kind::Kind;
+    /// Metric label and log name: the row's kind's.
+    const LABEL: &'static str = <Self::Row as crate::kind::Kind>::KIND.label();
+    /// Its hub in the shared state: the row's kind's.
+    fn hub(state: &State) -> &Hub<Self::Row> {
+        <Self::Row as crate::kind::Kind>::hub(state)
+    }
     /// Opens the one upstream subscription for this kind.
     fn subscribe(client: &Client) -> impl Future<Output = Result<Self::Sub, ibapi::Error>> + Send;
     /// Cancels it (awaited, so the gateway sees the cancel before any new request).
@@ -59,11 +61,6 @@ impl Kind for Positions {
     type Item = PositionUpdate;
     type Sub = Subscription<PositionUpdate>;
     type Row = PositionRow;
-    const LABEL: &'static str = "positions";
-
-    fn hub(state: &State) -> &Hub<PositionRow> {
-        &state.positions
-    }
 
     async fn subscribe(client: &Client) -> Result<Self::Sub, ibapi::Error> {
         client.positions().await
@@ -93,11 +90,6 @@ impl Kind for Summary {
     type Item = AccountSummaryResult;
     type Sub = Subscription<AccountSummaryResult>;
     type Row = SummaryRow;
-    const LABEL: &'static str = "account_summary";
-
-    fn hub(state: &State) -> &Hub<SummaryRow> {
-        &state.summary
-    }
 
     async fn subscribe(client: &Client) -> Result<Self::Sub, ibapi::Error> {
         client.account_summary(&AccountGroup("All".into()), AccountSummaryTags::ALL).await
@@ -256,10 +248,6 @@ mod tests {
         type Item = (i64, i64);
         type Sub = Script;
         type Row = PositionRow;
-        const LABEL: &'static str = "positions";
-        fn hub(state: &State) -> &Hub<PositionRow> {
-            &state.positions
-        }
         async fn subscribe(_: &Client) -> Result<Script, ibapi::Error> {
             Ok(Script(VecDeque::new()))
         }

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::FrontDoor;
-use super::session::{Ending, Kind, Progress, Session};
+use super::session::{Ending, Progress, Session};
 use crate::health::Health;
+use crate::kind::DataKind;
 use crate::state::State;
 
 /// A client has this long from connecting to START_API, as at a gateway.
@@ -162,7 +163,7 @@ impl Connection {
             enum Woke {
                 Read(std::io::Result<usize>),
                 Health(Result<Arc<Health>, RecvError>),
-                Rung(Kind),
+                Rung(DataKind),
                 Stop,
             }
             let woke = tokio::select! {

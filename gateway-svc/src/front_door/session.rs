@@ -30,6 +30,7 @@ use super::feed::{self, Feed};
 use super::output::{self, Output};
 use super::subscriptions::Subscriptions;
 use crate::health::Health;
+use crate::kind::{DataKind, Kind};
 use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, SummaryRow};
 
 mod answers;
@@ -51,18 +52,10 @@ pub(super) enum Progress {
     Full,
 }
 
-/// A data kind a client can follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    Positions,
-    Summary,
-    AccountPnl,
-    PositionPnl,
-}
-
-impl Kind {
-    /// Every kind, in the order a full catch-up takes them (positions before their valuations).
-    const ALL: [Kind; 4] = [Kind::Positions, Kind::Summary, Kind::AccountPnl, Kind::PositionPnl];
+/// The data kinds a client can follow: every streamed kind, in [`DataKind::ALL`]'s order, which
+/// is also the order a full catch-up takes them in (positions before their valuations).
+fn followed() -> impl Iterator<Item = DataKind> {
+    DataKind::ALL.iter().copied().filter(|k| k.streamed())
 }
 
 /// What is still to go out of the work under way: one changed row of a catch-up, to be sent to
@@ -82,7 +75,7 @@ enum Push {
 #[derive(Debug)]
 enum Work {
     /// Bring a kind up to date: queues its changed rows.
-    CatchUp(Kind),
+    CatchUp(DataKind),
     /// Answer a request (its catch-ups are queued before it).
     Answer(Request),
     /// Mirror the health (the latest one: notices mirror state, so one queued change stands for
@@ -137,13 +130,13 @@ impl Feeds {
 
     /// Resolves with the kind whose hub changed (never while no kind is followed). Cancellation
     /// safe: each feed's ring is (see [`Feed::rung`]).
-    pub(super) async fn rung(&mut self) -> Kind {
+    pub(super) async fn rung(&mut self) -> DataKind {
         let Feeds { positions, summary, account_pnl, position_pnl } = self;
         tokio::select! {
-            () = feed::rung(positions) => Kind::Positions,
-            () = feed::rung(summary) => Kind::Summary,
-            () = feed::rung(account_pnl) => Kind::AccountPnl,
-            () = feed::rung(position_pnl) => Kind::PositionPnl,
+            () = feed::rung(positions) => PositionRow::KIND,
+            () = feed::rung(summary) => SummaryRow::KIND,
+            () = feed::rung(account_pnl) => AccountPnlRow::KIND,
+            () = feed::rung(position_pnl) => PositionPnlRow::KIND,
         }
     }
 }
@@ -308,7 +301,7 @@ impl Session {
 
     /// The hub of `kind` changed: its subscriptions are sent the difference (after the work
     /// accepted before).
-    pub(super) fn on_ring(&mut self, kind: Kind) {
+    pub(super) fn on_ring(&mut self, kind: DataKind) {
         self.backlog.queue(Work::CatchUp(kind));
         self.produce();
     }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::hub::{Change, ChangeKind, Hub, Snapshot};
+use crate::kind::DataKind;
 use crate::model::Row;
 use crate::state::SubscriberSlot;
 
@@ -89,23 +90,13 @@ pub(super) fn stream<T: StreamWire>(
     hub: &Hub<T>,
     filter: Filter<T>,
     current: impl Fn() -> Arc<Snapshot<T>> + Send + Sync + 'static,
-    kind_label: &'static str,
+    kind: DataKind,
     shutdown: CancellationToken,
     slot: SubscriberSlot,
 ) -> WireStream<Encoded> {
     let (view, rx) = hub.subscribe();
-    let feed = Feed {
-        rx,
-        view,
-        filter,
-        current: Box::new(current),
-        kind_label,
-        seq: 0,
-        opened: false,
-        shutdown,
-        done: false,
-        slot,
-    };
+    let feed =
+        Feed { rx, view, filter, current: Box::new(current), kind, seq: 0, opened: false, shutdown, done: false, slot };
     Box::pin(futures_util::stream::unfold(feed, |mut feed| async move {
         let item = feed.next().await?;
         Some((item, feed))
@@ -118,7 +109,7 @@ struct Feed<T: Row> {
     view: Arc<Snapshot<T>>,
     filter: Filter<T>,
     current: Current<T>,
-    kind_label: &'static str,
+    kind: DataKind,
     seq: u64,
     opened: bool,
     shutdown: CancellationToken,
@@ -204,7 +195,7 @@ impl<T: StreamWire> Feed<T> {
     /// Lag policy: resynchronise from the current state. The RESYNC lists exactly what changed
     /// since this subscriber's last message.
     fn resync(&mut self) -> Encoded {
-        self.slot.metrics().stream_resync(self.kind_label);
+        self.slot.metrics().stream_resync(self.kind.label());
         let cur = (self.current)();
         let old = std::mem::replace(&mut self.view, Arc::clone(&cur));
         let upserts = cur.rows.values().filter(|r| self.passes(r) && old.rows.get(&r.key()) != Some(*r)).collect();

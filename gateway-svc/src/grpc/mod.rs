@@ -20,8 +20,9 @@ pub use filter::{AccountFilter, PositionFilter, SummaryFilter};
 pub use status::ApiError;
 
 use crate::convert;
-use crate::hub::{Hub, Snapshot};
-use crate::model::{AccountPnlRow, PositionPnlRow, Row};
+use crate::hub::Snapshot;
+use crate::kind::Kind;
+use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, Row, SummaryRow};
 use crate::state::State;
 
 /// The service, cheap to clone (tonic clones it per connection).
@@ -96,13 +97,8 @@ impl GatewayService for Gateway {
 
     async fn get_positions(&self, request: Request<pb::GetPositionsRequest>) -> Result<Response<Encoded>, Status> {
         let req = request.into_inner();
-        let r = (|| {
-            let filter = PositionFilter::new(&req.accounts, &req.symbols)?;
-            self.ensure_accounts(&filter.accounts)?;
-            let snap = self.state.positions.snapshot();
-            self.ensure_synced(&snap)?;
-            Ok(wire::positions(&snap, &filter))
-        })();
+        let r = PositionFilter::new(&req.accounts, &req.symbols)
+            .and_then(|filter| self.unary::<PositionRow>(&filter.accounts, |snap| wire::positions(snap, &filter)));
         self.finish(r)
     }
 
@@ -111,26 +107,12 @@ impl GatewayService for Gateway {
         request: Request<pb::WatchPositionsRequest>,
     ) -> Result<Response<Self::WatchPositionsStream>, Status> {
         let req = request.into_inner();
-        let r = (|| {
-            let filter = PositionFilter::new(&req.accounts, &req.symbols)?;
-            // Unknown accounts are refused once accounts are known; before the first sync the
-            // stream starts with an UNKNOWN snapshot and fills in when data arrives.
-            if self.state.accounts.snapshot().synced {
-                self.ensure_accounts(&filter.accounts)?;
-            }
-            let slot = self.slot()?;
-            let state = Arc::clone(&self.state);
-            let filter: feed::Filter<_> =
-                if filter.is_all() { None } else { Some(Box::new(move |p| filter.matches(p))) };
-            Ok(feed::stream(
-                &self.state.positions,
-                filter,
-                move || state.positions.snapshot(),
-                "positions",
-                self.shutdown.clone(),
-                slot,
-            ))
-        })();
+        let r = PositionFilter::new(&req.accounts, &req.symbols).and_then(|f| {
+            let accounts = f.accounts.clone();
+            let filter: feed::Filter<PositionRow> =
+                if f.is_all() { None } else { Some(Box::new(move |p| f.matches(p))) };
+            self.open_stream(&accounts, filter)
+        });
         self.finish(r)
     }
 
@@ -139,13 +121,8 @@ impl GatewayService for Gateway {
         request: Request<pb::GetAccountSummaryRequest>,
     ) -> Result<Response<Encoded>, Status> {
         let req = request.into_inner();
-        let r = (|| {
-            let filter = SummaryFilter::new(&req.accounts, &req.tags)?;
-            self.ensure_accounts(&filter.accounts)?;
-            let snap = self.state.summary.snapshot();
-            self.ensure_synced(&snap)?;
-            Ok(wire::summary(&snap, &filter))
-        })();
+        let r = SummaryFilter::new(&req.accounts, &req.tags)
+            .and_then(|filter| self.unary::<SummaryRow>(&filter.accounts, |snap| wire::summary(snap, &filter)));
         self.finish(r)
     }
 
@@ -154,36 +131,19 @@ impl GatewayService for Gateway {
         request: Request<pb::WatchAccountSummaryRequest>,
     ) -> Result<Response<Self::WatchAccountSummaryStream>, Status> {
         let req = request.into_inner();
-        let r = (|| {
-            let filter = SummaryFilter::new(&req.accounts, &req.tags)?;
-            if self.state.accounts.snapshot().synced {
-                self.ensure_accounts(&filter.accounts)?;
-            }
-            let slot = self.slot()?;
-            let state = Arc::clone(&self.state);
-            let filter: feed::Filter<_> =
-                if filter.is_all() { None } else { Some(Box::new(move |s| filter.matches(s))) };
-            Ok(feed::stream(
-                &self.state.summary,
-                filter,
-                move || state.summary.snapshot(),
-                "account_summary",
-                self.shutdown.clone(),
-                slot,
-            ))
-        })();
+        let r = SummaryFilter::new(&req.accounts, &req.tags).and_then(|f| {
+            let accounts = f.accounts.clone();
+            let filter: feed::Filter<SummaryRow> =
+                if f.is_all() { None } else { Some(Box::new(move |s| f.matches(s))) };
+            self.open_stream(&accounts, filter)
+        });
         self.finish(r)
     }
 
     async fn get_account_pnl(&self, request: Request<pb::GetAccountPnlRequest>) -> Result<Response<Encoded>, Status> {
         let req = request.into_inner();
-        let r = (|| {
-            let filter = AccountFilter::new(&req.accounts)?;
-            self.ensure_accounts(&filter.accounts)?;
-            let snap = self.state.account_pnl.snapshot();
-            self.ensure_synced(&snap)?;
-            Ok(wire::account_pnl(&snap, &filter))
-        })();
+        let r = AccountFilter::new(&req.accounts)
+            .and_then(|filter| self.unary::<AccountPnlRow>(&filter.accounts, |snap| wire::account_pnl(snap, &filter)));
         self.finish(r)
     }
 
@@ -196,20 +156,16 @@ impl GatewayService for Gateway {
             let accounts = f.accounts.clone();
             let filter: feed::Filter<AccountPnlRow> =
                 if f.is_all() { None } else { Some(Box::new(move |r: &AccountPnlRow| f.matches(&r.account))) };
-            self.open_stream(|s| &s.account_pnl, &accounts, filter, "account_pnl")
+            self.open_stream(&accounts, filter)
         });
         self.finish(r)
     }
 
     async fn get_position_pnl(&self, request: Request<pb::GetPositionPnlRequest>) -> Result<Response<Encoded>, Status> {
         let req = request.into_inner();
-        let r = (|| {
-            let filter = AccountFilter::new(&req.accounts)?;
-            self.ensure_accounts(&filter.accounts)?;
-            let snap = self.state.position_pnl.snapshot();
-            self.ensure_synced(&snap)?;
-            Ok(wire::position_pnl(&snap, &filter))
-        })();
+        let r = AccountFilter::new(&req.accounts).and_then(|filter| {
+            self.unary::<PositionPnlRow>(&filter.accounts, |snap| wire::position_pnl(snap, &filter))
+        });
         self.finish(r)
     }
 
@@ -222,7 +178,7 @@ impl GatewayService for Gateway {
             let accounts = f.accounts.clone();
             let filter: feed::Filter<PositionPnlRow> =
                 if f.is_all() { None } else { Some(Box::new(move |r: &PositionPnlRow| f.matches(&r.account))) };
-            self.open_stream(|s| &s.position_pnl, &accounts, filter, "position_pnl")
+            self.open_stream(&accounts, filter)
         });
         self.finish(r)
     }
@@ -245,22 +201,40 @@ impl GatewayService for Gateway {
 }
 
 impl Gateway {
-    /// Opens a stream on one hub: unknown accounts are refused once accounts are known (before
-    /// the first sync the stream starts with an UNKNOWN snapshot and fills in when data arrives),
-    /// then a subscriber slot, then the feed.
-    fn open_stream<T: StreamWire>(
+    /// Opens a stream on one kind's hub: unknown accounts are refused once accounts are known
+    /// (before the first sync the stream starts with an UNKNOWN snapshot and fills in when data
+    /// arrives), then a subscriber slot, then the feed. Every Watch… call opens its stream here.
+    fn open_stream<T: Kind + StreamWire>(
         &self,
-        hub: fn(&State) -> &Hub<T>,
         accounts: &std::collections::BTreeSet<String>,
         filter: feed::Filter<T>,
-        label: &'static str,
     ) -> Result<WireStream<Encoded>, ApiError> {
         if self.state.accounts.snapshot().synced {
             self.ensure_accounts(accounts)?;
         }
         let slot = self.slot()?;
         let state = Arc::clone(&self.state);
-        Ok(feed::stream(hub(&self.state), filter, move || hub(&state).snapshot(), label, self.shutdown.clone(), slot))
+        Ok(feed::stream(
+            T::hub(&self.state),
+            filter,
+            move || T::hub(&state).snapshot(),
+            T::KIND,
+            self.shutdown.clone(),
+            slot,
+        ))
+    }
+
+    /// Answers a Get… call for one kind from its hub: accounts checked, data synced, then the
+    /// encoding of the snapshot.
+    fn unary<T: Kind>(
+        &self,
+        accounts: &std::collections::BTreeSet<String>,
+        encode: impl FnOnce(&Snapshot<T>) -> Encoded,
+    ) -> Result<Encoded, ApiError> {
+        self.ensure_accounts(accounts)?;
+        let snap = T::hub(&self.state).snapshot();
+        self.ensure_synced(&snap)?;
+        Ok(encode(&snap))
     }
 }
 

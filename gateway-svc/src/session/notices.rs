@@ -7,6 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Actor, End, lost};
 use crate::farm::{self, Farm, FarmStatus};
+use crate::kind::DataKind;
 
 /// What a notice asks the session to do.
 pub(super) enum NoticeAction {
@@ -46,14 +47,14 @@ impl Actor {
                 info!(code, "IB link restored, data maintained: refreshing account summary");
                 *link_lost = false;
                 // Every subscription but the summary's carries on: its data is live again. (PnL
-                // was forgotten here once and stayed STALE after every 1102: data-truth seed 20017.)
+                // was forgotten here once, when this was a list by hand, and stayed STALE after
+                // every 1102: data-truth seed 20017. The kinds now come from one table.)
                 // Only data this session has already synced, though: rows still from the previous
                 // session (PnL, subscribed after READY, may still be collecting its first set)
                 // stay stale until their own resync.
-                self.state.accounts.live_again(self.epoch);
-                self.state.positions.live_again(self.epoch);
-                self.state.account_pnl.live_again(self.epoch);
-                self.state.position_pnl.live_again(self.epoch);
+                for kind in DataKind::ALL.iter().filter(|k| k.live_again_on_1102()) {
+                    self.state.freshen(*kind).live_again(self.epoch);
+                }
                 NoticeAction::RefreshSummary
             }
             code::PORT_RESET => {

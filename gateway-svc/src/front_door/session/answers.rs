@@ -5,10 +5,11 @@ use tws_wire::account_summary::TagSelection;
 use tws_wire::{Reply, Request, notice};
 
 use super::pushes::valuation;
-use super::{Kind, Push, Session, Work};
+use super::{Push, Session, Work, followed};
 use crate::front_door::feed::Feed;
 use crate::front_door::rows;
 use crate::front_door::subscriptions::{MAX_PER_KIND, MAX_SUMMARIES, SummarySub};
+use crate::kind::DataKind;
 
 impl Session {
     /// Accepts a request read from the client: the kinds its answer reads are brought up to date
@@ -17,16 +18,16 @@ impl Session {
         let name = req.name();
         debug!(conn = self.conn, request = %name, "TWS request");
         self.door.state.metrics.front_door_request(&req);
-        let kinds: &[Kind] = match &req {
-            Request::Positions => &[Kind::Positions],
-            Request::AccountSummary { .. } | Request::AccountUpdatesMulti { .. } => &[Kind::Summary],
-            Request::AccountUpdates { subscribe: true, .. } => &Kind::ALL,
-            Request::Pnl { .. } => &[Kind::AccountPnl],
-            Request::PnlSingle { .. } => &[Kind::PositionPnl],
-            _ => &[],
+        let kinds: Vec<DataKind> = match &req {
+            Request::Positions => vec![DataKind::Positions],
+            Request::AccountSummary { .. } | Request::AccountUpdatesMulti { .. } => vec![DataKind::Summary],
+            Request::AccountUpdates { subscribe: true, .. } => followed().collect(),
+            Request::Pnl { .. } => vec![DataKind::AccountPnl],
+            Request::PnlSingle { .. } => vec![DataKind::PositionPnl],
+            _ => Vec::new(),
         };
         for kind in kinds {
-            self.backlog.queue(Work::CatchUp(*kind));
+            self.backlog.queue(Work::CatchUp(kind));
         }
         self.backlog.queue(Work::Answer(req));
     }

@@ -6,43 +6,40 @@
 
 use tws_wire::Reply;
 
-use super::{Kind, Push, Session, Work};
+use super::{Feeds, Push, Session, Work, followed};
 use crate::front_door::feed::{self, Feed};
 use crate::front_door::rows;
+use crate::kind::{DataKind, Kind};
 use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, SummaryRow};
 
 impl Session {
     /// Every followed kind brought up to date (after the link returns, and before an account
     /// updates subscription, which shares every kind), in this order.
     pub(super) fn catch_up_all(&mut self) {
-        for kind in Kind::ALL {
+        for kind in followed() {
             self.backlog.queue(Work::CatchUp(kind));
         }
     }
 
     /// Queues the rows of `kind` that changed since the client was last told (none while the
     /// link is down or when the client does not follow the kind).
-    pub(super) fn catch_up(&mut self, kind: Kind) {
-        let (link_up, state, rows) = (self.link_up, &self.door.state, &mut self.backlog.rows);
+    pub(super) fn catch_up(&mut self, kind: DataKind) {
         match kind {
-            Kind::Positions => {
-                let Some(diff) = feed::due(&mut self.feeds.positions, link_up, &state.positions) else { return };
-                rows.extend(diff.upserts.into_iter().map(|p| Push::Position(p, false)));
-                rows.extend(diff.removals.into_iter().map(|p| Push::Position(p, true)));
-            }
-            // Values that disappear are forgotten without a message, as a gateway does.
-            Kind::Summary => {
-                let Some(diff) = feed::due(&mut self.feeds.summary, link_up, &state.summary) else { return };
-                rows.extend(diff.upserts.into_iter().map(Push::Summary));
-            }
-            Kind::AccountPnl => {
-                let Some(diff) = feed::due(&mut self.feeds.account_pnl, link_up, &state.account_pnl) else { return };
-                rows.extend(diff.upserts.into_iter().map(Push::AccountPnl));
-            }
-            Kind::PositionPnl => {
-                let Some(diff) = feed::due(&mut self.feeds.position_pnl, link_up, &state.position_pnl) else { return };
-                rows.extend(diff.upserts.into_iter().map(Push::PositionPnl));
-            }
+            DataKind::Positions => self.catch_up_kind::<PositionRow>(),
+            DataKind::Summary => self.catch_up_kind::<SummaryRow>(),
+            DataKind::AccountPnl => self.catch_up_kind::<AccountPnlRow>(),
+            DataKind::PositionPnl => self.catch_up_kind::<PositionPnlRow>(),
+            // Managed accounts are not followed: they are answered, never pushed.
+            DataKind::Accounts => {}
+        }
+    }
+
+    fn catch_up_kind<T: Followed>(&mut self) {
+        let (link_up, state, rows) = (self.link_up, &self.door.state, &mut self.backlog.rows);
+        let Some(diff) = feed::due(T::feed(&mut self.feeds), link_up, T::hub(state)) else { return };
+        rows.extend(diff.upserts.into_iter().map(|r| r.push(false)));
+        if T::REMOVALS_SENT {
+            rows.extend(diff.removals.into_iter().map(|r| r.push(true)));
         }
     }
 
@@ -128,4 +125,51 @@ impl Session {
 /// "no value") otherwise, never last session's figures as if they were current.
 pub(super) fn valuation<'a>(pnl: &'a Feed<PositionPnlRow>, p: &PositionRow) -> Option<&'a PositionPnlRow> {
     if pnl.live() { pnl.told().rows.get(&(p.account.clone(), p.con_id)) } else { None }
+}
+
+/// A kind the front door follows: its feed, and how its rows are queued.
+trait Followed: Kind {
+    /// Whether a row that went away is sent (a closed position is; a summary value or a PnL row
+    /// that disappears is forgotten without a message, as a gateway does).
+    const REMOVALS_SENT: bool = false;
+    fn feed(feeds: &mut Feeds) -> &mut Option<Feed<Self>>;
+    /// The row queued, `gone` when it went away.
+    fn push(self, gone: bool) -> Push;
+}
+
+impl Followed for PositionRow {
+    const REMOVALS_SENT: bool = true;
+    fn feed(feeds: &mut Feeds) -> &mut Option<Feed<Self>> {
+        &mut feeds.positions
+    }
+    fn push(self, gone: bool) -> Push {
+        Push::Position(self, gone)
+    }
+}
+
+impl Followed for SummaryRow {
+    fn feed(feeds: &mut Feeds) -> &mut Option<Feed<Self>> {
+        &mut feeds.summary
+    }
+    fn push(self, _: bool) -> Push {
+        Push::Summary(self)
+    }
+}
+
+impl Followed for AccountPnlRow {
+    fn feed(feeds: &mut Feeds) -> &mut Option<Feed<Self>> {
+        &mut feeds.account_pnl
+    }
+    fn push(self, _: bool) -> Push {
+        Push::AccountPnl(self)
+    }
+}
+
+impl Followed for PositionPnlRow {
+    fn feed(feeds: &mut Feeds) -> &mut Option<Feed<Self>> {
+        &mut feeds.position_pnl
+    }
+    fn push(self, _: bool) -> Push {
+        Push::PositionPnl(self)
+    }
 }

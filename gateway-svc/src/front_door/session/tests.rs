@@ -210,7 +210,7 @@ fn changes_are_pushed_and_nothing_flows_while_the_link_is_down() {
     let (mut c, _) = Client::start(&door(&state), 1);
     c.ask(&[Request::Positions]);
     state.positions.apply(vec![position("DU1", 1, "11")], vec![]);
-    c.session.on_ring(Kind::Positions);
+    c.session.on_ring(DataKind::Positions);
     let pushed = c.replies();
     assert!(matches!(&pushed[..], [Reply::Position(p)] if p.contract.con_id == 1 && p.quantity == "11"), "{pushed:?}");
 
@@ -219,7 +219,7 @@ fn changes_are_pushed_and_nothing_flows_while_the_link_is_down() {
     c.session.on_health(&state.health());
     assert_eq!(c.replies(), vec![Reply::error(-1, notice::LINK_LOST.0, notice::LINK_LOST.1)]);
     state.positions.apply(vec![position("DU1", 1, "12")], vec![]);
-    c.session.on_ring(Kind::Positions);
+    c.session.on_ring(DataKind::Positions);
     assert_eq!(c.replies(), vec![]);
     // It returns: 1102, then every row of the followed kind as it is now.
     ready(&state, true);
@@ -254,7 +254,7 @@ fn pushes_keep_to_the_output_budget_in_order_and_lose_nothing() {
         (0..60).map(|i| summary(["DU1", "DU2"][i % 2], &format!("Tag{i:02}"), "1")).collect();
     let bound = budget + fan_out(&changed, subs);
     state.summary.apply(changed.clone(), vec![]);
-    c.session.on_ring(Kind::Summary);
+    c.session.on_ring(DataKind::Summary);
     // A request read meanwhile is answered after them, not between them.
     c.put(&Request::Executions { req_id: 9 });
     let got = c.drain(bound);

@@ -40,7 +40,14 @@ fn open(state: &Arc<State>, symbols: &[&str]) -> WireStream<Encoded> {
     let filter: Filter<PositionRow> = if f.is_all() { None } else { Some(Box::new(move |p| f.matches(p))) };
     let current = Arc::clone(state);
     let slot = state.try_subscribe(100).expect("a slot");
-    stream(&state.positions, filter, move || current.positions.snapshot(), "positions", CancellationToken::new(), slot)
+    stream(
+        &state.positions,
+        filter,
+        move || current.positions.snapshot(),
+        crate::kind::DataKind::Positions,
+        CancellationToken::new(),
+        slot,
+    )
 }
 
 async fn raw(s: &mut WireStream<Encoded>) -> Encoded {
