@@ -8,14 +8,16 @@
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation; [`front_door`]: the same state
 //!   served over the TWS API protocol to unmodified IB API programs.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
-//! - [`demo`]: the service against the embedded simulator.
-//! - [`runtime`]: the tokio runtime, tuned for fan-out.
+//! - [`runtime`]: the tokio runtime, tuned for fan-out; [`process`]: what a binary does around the
+//!   service (configuration or exit 64, runtime, signals, exit code).
+//!
+//! The demo (this service against the embedded simulator) is the `ibgw-demo` crate, above this
+//! one, so that this crate's dependency graph holds no simulator.
 
 pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod convert;
-pub mod demo;
 pub mod farm;
 pub mod front_door;
 pub mod grpc;
@@ -28,6 +30,7 @@ pub mod model;
 pub mod ops;
 pub mod pnl;
 pub mod probe;
+pub mod process;
 pub mod runtime;
 pub mod server;
 pub mod session;

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ib_sim::{Fault, Scenario, ScheduledFault};
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 
 pub use report::Report;

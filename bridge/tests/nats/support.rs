@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_client::GatewayServiceClient;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ibgw_bridge::model::{Change, Position, SubjectStatus, SummaryValue};
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_client::GatewayServiceClient;
 use gateway_svc::Settings;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ib_sim::Scenario;
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
