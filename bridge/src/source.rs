@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use gateway_proto::client::{Client, source_chain};
 use gateway_proto::pb;
+use ibgw_kit::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -16,7 +17,6 @@ use crate::book::{Update, UpdateKind};
 use crate::config::{GatewaySettings, RetrySettings};
 use crate::metrics::Metrics;
 use crate::model::{Freshness, timestamp};
-use crate::retry::Backoff;
 
 /// What a follower tells its publisher.
 #[derive(Debug)]
@@ -118,7 +118,7 @@ where
     Fut: Future<Output = Result<tonic::Streaming<M>, tonic::Status>>,
 {
     let Follower { data, gateway, retry, metrics, cancel } = f;
-    let mut backoff = Backoff::new(&retry);
+    let mut backoff = Backoff::new(retry.policy());
     loop {
         let reason = tokio::select! {
             _ = cancel.cancelled() => return,

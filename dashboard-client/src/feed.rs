@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use gateway_proto::client::{Client, source_chain};
 use gateway_proto::pb;
+use ibgw_kit::{Backoff, BackoffPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,8 +17,9 @@ use tracing::{info, warn};
 
 use crate::model::{self, Dashboard, DataView, FreshnessView};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// Reconnect delays: from 100 ms up to 3 s, jittered so the five streams (and other dashboards)
+/// do not all come back in the same instant after a gateway-svc restart.
+const BACKOFF: BackoffPolicy = BackoffPolicy::clamped(Duration::from_millis(100), Duration::from_secs(3));
 /// How long before asking again for a stream gateway-svc does not serve.
 const NOT_SERVED_RETRY: Duration = Duration::from_secs(30);
 
@@ -142,7 +144,7 @@ where
 }
 
 async fn run(kind: Kind, mut client: Client, model: watch::Sender<Dashboard>, shutdown: CancellationToken) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF);
     loop {
         let ended = match kind {
             Kind::Positions => positions(&mut client, &model, &shutdown, &mut backoff).await,
@@ -156,9 +158,7 @@ async fn run(kind: Kind, mut client: Client, model: watch::Sender<Dashboard>, sh
             Ended::Lost(error) => {
                 warn!(stream = ?kind, %error, "stream to gateway-svc lost; reconnecting");
                 link_down(&model, &error);
-                let pause = backoff;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                pause
+                backoff.next_delay()
             }
             Ended::NotServed(error) => {
                 warn!(stream = ?kind, %error, "gateway-svc does not serve this stream; asking again later");
@@ -224,7 +224,7 @@ async fn data<M, V>(
     opened: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
     view: fn(&mut Dashboard) -> &mut DataView<V>,
     row: fn(&M::Row) -> V,
 ) -> Ended
@@ -245,7 +245,7 @@ where
         };
         match msg {
             Ok(Some(m)) => {
-                *backoff = BACKOFF_MIN;
+                backoff.reset();
                 link_up(model);
                 apply(&mut rows, &m);
                 model.send_modify(|d| {
@@ -267,7 +267,7 @@ async fn positions(
     client: &mut Client,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Ended {
     let opened = client.watch_positions(pb::WatchPositionsRequest::default()).await;
     data(opened, model, shutdown, backoff, |d| &mut d.positions, model::position).await
@@ -277,7 +277,7 @@ async fn summary(
     client: &mut Client,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Ended {
     let opened = client.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await;
     data(opened, model, shutdown, backoff, |d| &mut d.summary, model::summary).await
@@ -287,7 +287,7 @@ async fn account_pnl(
     client: &mut Client,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Ended {
     let opened = client.watch_account_pnl(pb::WatchAccountPnlRequest::default()).await;
     data(opened, model, shutdown, backoff, |d| &mut d.account_pnl, model::account_pnl).await
@@ -297,7 +297,7 @@ async fn position_pnl(
     client: &mut Client,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Ended {
     let opened = client.watch_position_pnl(pb::WatchPositionPnlRequest::default()).await;
     data(opened, model, shutdown, backoff, |d| &mut d.position_pnl, model::position_pnl).await
@@ -307,7 +307,7 @@ async fn health(
     client: &mut Client,
     model: &watch::Sender<Dashboard>,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Ended {
     let mut stream = match client.watch_health(pb::WatchHealthRequest {}).await {
         Ok(r) => r.into_inner(),
@@ -320,7 +320,7 @@ async fn health(
         };
         match msg {
             Ok(Some(m)) => {
-                *backoff = BACKOFF_MIN;
+                backoff.reset();
                 link_up(model);
                 if let Some(h) = m.health {
                     model.send_modify(|d| d.health = Some(model::health(&h)));

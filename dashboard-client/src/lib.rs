@@ -5,15 +5,13 @@
 //!
 //! - [`model`]: what the page shows, kept current from the streams.
 //! - [`feed`]: the stream tasks (positions, summary, account PnL, position PnL, health) with
-//!   reconnect and backoff.
+//!   reconnect and jittered backoff.
 //! - [`web`]: the page, `/events` (SSE) and `/api/state`. The page's script (`assets/app.js`)
 //!   draws the charts as plain SVG and keeps their history itself, a ring of the last 15
 //!   minutes per account, recording no point while data is not LIVE (a gap, never a zero).
 //! - [`guard`]: own names only (DNS rebinding), the optional token, security headers.
-//! - [`logging`]: stderr log lines, coloured only on a terminal without `NO_COLOR`.
 
 pub mod feed;
 pub mod guard;
-pub mod logging;
 pub mod model;
 pub mod web;

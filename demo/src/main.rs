@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use gateway_svc::config::Settings;
-use gateway_svc::process::{self, Signals};
+use gateway_svc::process;
 use ibgw_demo::{Demo, DemoAddrs};
+use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
 
 /// Serve against the embedded simulator: no IBKR account needed, TWS front door on. The first

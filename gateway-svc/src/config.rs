@@ -10,34 +10,13 @@ use serde::Deserialize;
 /// Environment prefix: `IBGW__UPSTREAM__ADDRESS=127.0.0.1:4001`.
 pub const ENV_PREFIX: &str = "IBGW";
 
-/// A bad configuration, reported as one line and exit code 64.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub use ibgw_kit::telemetry::{LogFormat, LogSettings};
+pub use ibgw_kit::{ConfigError, Secret};
 
-/// A value that must never appear in logs or `Debug` output.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that compares it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_owned())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
-    }
-}
+/// Where the configuration comes from: `IBGW__…` variables, and `./gateway.toml` when no file
+/// is named.
+const LAYERS: ibgw_kit::config::Layers<'static> =
+    ibgw_kit::config::Layers { env_prefix: ENV_PREFIX, default_file: "gateway" };
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -221,33 +200,6 @@ impl Default for TwsApiSettings {
     }
 }
 
-/// Log format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    /// Output format.
-    pub format: LogFormat,
-    /// `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
-    pub filter: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self { format: LogFormat::Pretty, filter: "info".into() }
-    }
-}
-
 /// Shutdown settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -292,23 +244,7 @@ impl Settings {
     /// Loads defaults, then `file` (required when given, else an optional `gateway.toml` in the
     /// working directory), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let mut builder = config::Config::builder();
-        builder = match file {
-            Some(path) => {
-                if !path.exists() {
-                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
-                }
-                builder.add_source(config::File::from(path).format(config::FileFormat::Toml))
-            }
-            None => {
-                builder.add_source(config::File::with_name("gateway").format(config::FileFormat::Toml).required(false))
-            }
-        };
-        let settings: Settings = builder
-            .add_source(config::Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__"))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let settings: Settings = LAYERS.load(file)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -402,7 +338,7 @@ impl Settings {
         if self.maintenance.retry_interval_ms == 0 {
             return bad("maintenance.retry_interval_ms must be > 0".into());
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+        if let Err(e) = self.log.check_filter() {
             return bad(format!("log.filter = {:?}: {e}", self.log.filter));
         }
         Ok(Listen { grpc, ops, tws_api })

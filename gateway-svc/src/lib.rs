@@ -9,13 +9,12 @@
 //!   served over the TWS API protocol to unmodified IB API programs.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
 //! - [`runtime`]: the tokio runtime, tuned for fan-out; [`process`]: what a binary does around the
-//!   service (configuration or exit 64, runtime, signals, exit code).
+//!   service (configuration or exit 64, runtime, exit code).
 //!
 //! The demo (this service against the embedded simulator) is the `ibgw-demo` crate, above this
 //! one, so that this crate's dependency graph holds no simulator.
 
 pub mod auth;
-pub mod backoff;
 pub mod config;
 pub mod convert;
 pub mod farm;
@@ -41,8 +40,8 @@ pub mod upstream;
 pub use config::Settings;
 pub use server::{Running, start};
 
-/// Exit code for bad configuration (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for bad configuration (`EX_USAGE`), shared by every ibgw binary.
+pub use ibgw_kit::EXIT_CONFIG;
 
 #[cfg(test)]
 mod testing {

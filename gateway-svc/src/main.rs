@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gateway_svc::config::Settings;
-use gateway_svc::process::{self, Signals};
+use gateway_svc::process;
+use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
 
 /// One IB Gateway session, shared with every local client over gRPC.

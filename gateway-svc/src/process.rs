@@ -1,6 +1,6 @@
 //! What a binary does around the service, shared by `gateway-svc serve` and `ibgw-demo`: load the
-//! configuration or exit 64 with one line, run on the service's runtime, wait for SIGINT or
-//! SIGTERM, and turn the outcome into an exit code.
+//! configuration or exit 64 with one line, run on the service's runtime, and turn the outcome into
+//! an exit code. Signals are `ibgw_kit::Signals`.
 
 use std::future::Future;
 use std::path::Path;
@@ -13,7 +13,7 @@ use crate::config::Settings;
 pub fn settings_or_exit(program: &str, file: Option<&Path>) -> Result<Settings, ExitCode> {
     Settings::load(file).map_err(|e| {
         eprintln!("{program}: {e}");
-        ExitCode::from(crate::EXIT_CONFIG)
+        ExitCode::from(ibgw_kit::EXIT_CONFIG)
     })
 }
 
@@ -37,40 +37,5 @@ where
             eprintln!("{program}: {}", gateway_proto::client::source_chain(e.as_ref()));
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SIGINT and SIGTERM (docker stop sends SIGTERM), caught from the moment this is made. It is
-/// made before the first stdout line, because a supervisor may signal as soon as it reads that
-/// line, and a signal before the handler exists kills the process without a clean shutdown.
-#[derive(Debug)]
-pub struct Signals {
-    term: Option<tokio::signal::unix::Signal>,
-    int: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    /// Installs the handlers (inside a runtime). One that cannot be installed is waited for
-    /// never, rather than aborting the process.
-    pub fn install() -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
-    }
-
-    /// Resolves at the first SIGINT or SIGTERM.
-    pub async fn wait(self) {
-        async fn recv(signal: Option<tokio::signal::unix::Signal>) {
-            match signal {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            _ = recv(self.term) => {}
-            _ = recv(self.int) => {}
-        }
-        tracing::info!("signal received; shutting down");
     }
 }

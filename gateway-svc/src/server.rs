@@ -186,15 +186,12 @@ impl Running {
     /// Waits for the tasks after the token was cancelled elsewhere (at most the grace).
     pub async fn wait(self) -> bool {
         self.shutdown.cancelled().await;
-        match tokio::time::timeout(self.grace, self.tracker.wait()).await {
-            Ok(()) => {
-                info!("gateway-svc stopped cleanly");
-                true
-            }
-            Err(_) => {
-                warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
-                false
-            }
+        let clean = ibgw_kit::shutdown::within(self.grace, self.tracker.wait()).await;
+        if clean {
+            info!("gateway-svc stopped cleanly");
+        } else {
+            warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
         }
+        clean
     }
 }

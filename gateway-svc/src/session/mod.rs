@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use ibapi::prelude::{Client, NoticeStream};
+use ibgw_kit::{Backoff, BackoffPolicy};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::config::UpstreamSettings;
 use crate::health::SessionState;
 use crate::maintenance::Schedule;
@@ -49,8 +49,11 @@ fn lost(cause: &'static str, reason: impl Into<String>) -> End {
 
 /// Runs the actor until `shutdown`.
 pub async fn run(cfg: UpstreamSettings, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
-    let backoff =
-        Backoff::new(Duration::from_millis(cfg.backoff_initial_ms), Duration::from_millis(cfg.backoff_max_ms));
+    let policy = BackoffPolicy::clamped(
+        Duration::from_millis(cfg.backoff_initial_ms),
+        Duration::from_millis(cfg.backoff_max_ms),
+    );
+    let backoff = Backoff::new(policy);
     let mut actor =
         Actor { cfg, maintenance, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
     actor.run().await;

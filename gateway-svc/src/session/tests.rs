@@ -13,7 +13,7 @@ fn actor() -> Actor {
         schedule: Schedule::new(&MaintenanceSettings::default()).expect("no windows"),
         retry_interval: Duration::from_secs(1),
     };
-    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_millis(800));
+    let backoff = Backoff::new(BackoffPolicy::clamped(Duration::from_millis(500), Duration::from_millis(800)));
     let state = State::new("127.0.0.1:1", 1);
     Actor {
         cfg,
