@@ -40,7 +40,8 @@ impl InProcess {
         settings.grpc.listen = any_port().to_string();
         settings.ops.listen = any_port().to_string();
         let addrs = DemoAddrs { sim_api: any_port(), sim_control: any_port() };
-        let demo = Demo::start(settings, addrs, ib_sim::Scenario::default(), CancellationToken::new())
+        let config = settings.validate().map_err(|e| Error::Setup(e.to_string()))?;
+        let demo = Demo::start(config, addrs, ib_sim::Scenario::default(), CancellationToken::new())
             .await
             .map_err(|e| Error::setup("ibgw-demo (in-process)", gateway_proto::client::source_chain(&e)))?;
         let stack = InProcess { demo };

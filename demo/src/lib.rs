@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use ib_sim::{Scenario, Sim, SimConfig};
 use tokio_util::sync::CancellationToken;
 
-use gateway_svc::config::Settings;
+use gateway_svc::config::Config;
 use gateway_svc::server::{self, Running, StartError};
 
 /// Where the demo listens.
@@ -44,16 +44,17 @@ pub enum DemoError {
 }
 
 impl Demo {
-    /// Starts the simulator, points `settings.upstream` at it, and starts the service.
+    /// Starts the simulator, points the upstream address at it, and starts the service.
     pub async fn start(
-        mut settings: Settings,
+        mut config: Config,
         addrs: DemoAddrs,
         scenario: Scenario,
         shutdown: CancellationToken,
     ) -> Result<Demo, DemoError> {
         let sim = Sim::start(SimConfig { api: addrs.sim_api, control: Some(addrs.sim_control), scenario }).await?;
-        settings.upstream.address = sim.api_addr().to_string();
-        match server::start(settings, shutdown).await {
+        // A bound socket address: host:port by construction, as validation requires.
+        config.upstream.address = sim.api_addr().to_string();
+        match server::start(config, shutdown).await {
             Ok(service) => Ok(Demo { sim, service }),
             Err(e) => {
                 sim.shutdown().await;

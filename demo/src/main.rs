@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use gateway_svc::config::Settings;
+use gateway_svc::config::Config;
 use gateway_svc::process;
 use ibgw_demo::{Demo, DemoAddrs};
 use ibgw_kit::Signals;
@@ -62,18 +62,23 @@ fn main() -> ExitCode {
     if let Some(a) = args.ops_listen {
         settings.ops.listen = a.to_string();
     }
+    // Validated once, after the flags: an override is checked like the file it overrides.
+    let config = match process::config_or_exit(PROGRAM, &settings) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let addrs = DemoAddrs { sim_api: args.sim_listen, sim_control: args.sim_control_listen };
-    process::run(PROGRAM, demo(settings, addrs, args.scenario))
+    process::run(PROGRAM, demo(config, addrs, args.scenario))
 }
 
-async fn demo(settings: Settings, addrs: DemoAddrs, scenario: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    gateway_svc::telemetry::init(&settings.log);
+async fn demo(config: Config, addrs: DemoAddrs, scenario: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    gateway_svc::telemetry::init(&config.log);
     let scenario = match scenario {
         Some(path) => ib_sim::Scenario::from_file(&path).with_context(|| format!("scenario {}", path.display()))?,
         None => ib_sim::Scenario::default(),
     };
     let signals = Signals::install();
-    let demo = Demo::start(settings, addrs, scenario, CancellationToken::new()).await?;
+    let demo = Demo::start(config, addrs, scenario, CancellationToken::new()).await?;
     println!("{}", demo.addresses_json());
     signals.wait().await;
     Ok(if demo.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -37,7 +37,7 @@ pub mod state;
 pub mod telemetry;
 pub mod upstream;
 
-pub use config::Settings;
+pub use config::{Config, Settings};
 pub use server::{Running, start};
 
 /// Exit code for bad configuration (`EX_USAGE`), shared by every ibgw binary.

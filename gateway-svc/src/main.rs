@@ -1,11 +1,11 @@
 //! `gateway-svc` binary: parse the command line, load config, run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use gateway_svc::config::Settings;
+use gateway_svc::config::{Config, Settings};
 use gateway_svc::process;
 use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
@@ -65,37 +65,39 @@ enum Command {
 const PROGRAM: &str = "gateway-svc";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let settings = match &cli.command {
+    match Cli::parse().command {
         // Reads the configuration only when its options leave something open (see probe::resolve).
-        Command::Health { .. } => Settings::default(),
-        Command::Serve { config } | Command::CheckConfig { config } => {
-            match process::settings_or_exit(PROGRAM, config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            }
+        Command::Health { addr, tls_ca, tls_domain, config, service, timeout_ms } => {
+            let options = gateway_svc::probe::Options { addr, tls_ca, tls_domain };
+            process::run(PROGRAM, async move { health(&options, config.as_deref(), &service, timeout_ms).await })
         }
-    };
-    process::run(PROGRAM, async move {
-        match cli.command {
-            Command::Serve { .. } => serve(settings).await,
-            Command::Health { addr, tls_ca, tls_domain, config, service, timeout_ms } => {
-                let options = gateway_svc::probe::Options { addr, tls_ca, tls_domain };
-                health(&options, config.as_deref(), &service, timeout_ms).await
-            }
-            Command::CheckConfig { .. } => {
+        Command::Serve { config } => match load(config.as_deref()) {
+            Ok((_, config)) => process::run(PROGRAM, serve(config)),
+            Err(code) => code,
+        },
+        Command::CheckConfig { config } => match load(config.as_deref()) {
+            // The settings as read (every key, units in the names), once they have validated.
+            Ok((settings, _)) => {
                 println!("{settings:#?}");
-                Ok(ExitCode::SUCCESS)
+                ExitCode::SUCCESS
             }
-        }
-    })
+            Err(code) => code,
+        },
+    }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    gateway_svc::telemetry::init(&settings.log);
+/// The settings as read and, validated once, the configuration; or exit 64 after one line.
+fn load(file: Option<&Path>) -> Result<(Settings, Config), ExitCode> {
+    let settings = process::settings_or_exit(PROGRAM, file)?;
+    let config = process::config_or_exit(PROGRAM, &settings)?;
+    Ok((settings, config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    gateway_svc::telemetry::init(&config.log);
     let signals = Signals::install();
     let shutdown = CancellationToken::new();
-    let running = gateway_svc::start(settings, shutdown.clone()).await?;
+    let running = gateway_svc::start(config, shutdown.clone()).await?;
     println!(
         "{}",
         serde_json::json!({
@@ -115,7 +117,7 @@ async fn health(
     timeout_ms: u64,
 ) -> anyhow::Result<ExitCode> {
     use gateway_svc::probe::{ResolveError, check_target, resolve};
-    let target = match resolve(options, || Settings::load(config)) {
+    let target = match resolve(options, || Config::load(config)) {
         Ok(target) => target,
         Err(ResolveError::Config(e)) => {
             eprintln!("gateway-svc: {e}");

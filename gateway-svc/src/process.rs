@@ -6,15 +6,23 @@ use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::Settings;
+use crate::config::{Config, ConfigError, Settings};
 
-/// The configuration (defaults, then `file` or `./gateway.toml`, then `IBGW__…` variables), or
-/// the exit code 64 after one line on stderr, `<program>: invalid configuration: …`.
+/// The settings (defaults, then `file` or `./gateway.toml`, then `IBGW__…` variables), not yet
+/// validated, or the exit code 64 after one line on stderr, `<program>: invalid configuration: …`.
 pub fn settings_or_exit(program: &str, file: Option<&Path>) -> Result<Settings, ExitCode> {
-    Settings::load(file).map_err(|e| {
-        eprintln!("{program}: {e}");
-        ExitCode::from(ibgw_kit::EXIT_CONFIG)
-    })
+    Settings::read(file).map_err(|e| refuse(program, &e))
+}
+
+/// `settings` validated, once, into the typed [`Config`], or the exit code 64 after one line on
+/// stderr.
+pub fn config_or_exit(program: &str, settings: &Settings) -> Result<Config, ExitCode> {
+    settings.validate().map_err(|e| refuse(program, &e))
+}
+
+fn refuse(program: &str, e: &ConfigError) -> ExitCode {
+    eprintln!("{program}: {e}");
+    ExitCode::from(ibgw_kit::EXIT_CONFIG)
 }
 
 /// Runs `work` on the service's runtime ([`crate::runtime::builder`]). An error becomes one line

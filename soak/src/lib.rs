@@ -103,10 +103,14 @@ fn schedule(args: &Args) -> Vec<ScheduledFault> {
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let scenario = Scenario { schedule: schedule(args), ..Scenario::default() };
     let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let demo =
-        Demo::start(settings(), DemoAddrs { sim_api: any, sim_control: any }, scenario, CancellationToken::new())
-            .await
-            .map_err(|e| anyhow::anyhow!(gateway_proto::client::source_chain(&e)))?;
+    let demo = Demo::start(
+        settings().validate()?,
+        DemoAddrs { sim_api: any, sim_control: any },
+        scenario,
+        CancellationToken::new(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(gateway_proto::client::source_chain(&e)))?;
     let grpc = demo.service.grpc_addr;
     let started = Instant::now();
     let rss_start = report::rss_kib();

@@ -193,7 +193,7 @@ impl Chain {
         let nats = Nats::start().await;
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let Demo { sim, service } = Demo::start(
-            gateway_settings(any),
+            gateway_settings(any).validate().expect("valid settings"),
             DemoAddrs { sim_api: any, sim_control: any },
             ib_sim::Scenario::default(),
             CancellationToken::new(),
@@ -231,8 +231,11 @@ impl Chain {
         assert!(self.service.is_none());
         let mut settings = gateway_settings(self.grpc_addr);
         settings.upstream.address = self.sim.api_addr().to_string();
-        self.service =
-            Some(gateway_svc::start(settings, CancellationToken::new()).await.expect("gateway-svc restarts"));
+        self.service = Some(
+            gateway_svc::start(settings.validate().expect("valid settings"), CancellationToken::new())
+                .await
+                .expect("gateway-svc restarts"),
+        );
     }
 
     /// Stops everything, the bridge first.

@@ -55,9 +55,14 @@ pub async fn start_stack_with(settings: Settings, scenario: Scenario) -> Stack {
 pub async fn start_stack_unready(settings: Settings, scenario: Scenario) -> Stack {
     super::init_tracing();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let demo = Demo::start(settings, DemoAddrs { sim_api: any, sim_control: any }, scenario, CancellationToken::new())
-        .await
-        .expect("demo starts");
+    let demo = Demo::start(
+        settings.validate().expect("valid test settings"),
+        DemoAddrs { sim_api: any, sim_control: any },
+        scenario,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("demo starts");
     let client = connect(demo.service.grpc_addr).await;
     Stack { demo, client }
 }
