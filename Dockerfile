@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# One image, three binaries: gateway-svc (the default), ib-sim and dashboard-client.
+# The production image, two binaries: gateway-svc (the default) and dashboard-client. It holds no
+# simulator: ib-sim and ibgw-demo have an image of their own (demo/Dockerfile), and gateway-svc's
+# dependency graph has no ib-sim, so nothing here can start a fault-injecting simulator or its
+# control API.
 #
 #   docker build -t ibgw/gateway-svc:local .
 #   docker run --rm ibgw/gateway-svc:local check-config
@@ -21,10 +24,10 @@ ENV RUSTFLAGS="--cfg tokio_unstable"
 COPY . .
 # The registry cache only speeds up rebuilds; the binaries stay in the image layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    cargo build --release --locked -p gateway-svc -p ib-sim -p dashboard-client
+    cargo build --release --locked -p gateway-svc -p dashboard-client
 
 # ---------------------------------------------------------------------------------------------
-# Runtime stage: Debian slim, CA certificates, an unprivileged user, the three binaries.
+# Runtime stage: Debian slim, CA certificates, an unprivileged user, the two binaries.
 # ---------------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -36,7 +39,6 @@ RUN apt-get update \
     && mkdir -p /etc/ibgw
 
 COPY --from=builder /src/target/release/gateway-svc /usr/local/bin/gateway-svc
-COPY --from=builder /src/target/release/ib-sim /usr/local/bin/ib-sim
 COPY --from=builder /src/target/release/dashboard-client /usr/local/bin/dashboard-client
 
 # gateway-svc reads ./gateway.toml when present: mount one at /etc/ibgw/gateway.toml, or use
@@ -53,7 +55,7 @@ EXPOSE 50051 9464 8080
 # ./gateway.toml): grpc.listen dialled on loopback, over TLS with grpc.tls_cert_path as the CA
 # when TLS is configured (IBGW_HEALTH_TLS_CA / IBGW_HEALTH_TLS_DOMAIN override), so it follows
 # the service with or without TLS.
-# Containers that run ib-sim or dashboard-client from this image must disable or replace it.
+# Containers that run dashboard-client from this image must disable or replace it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["gateway-svc", "health"]
 

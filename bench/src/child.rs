@@ -1,4 +1,4 @@
-//! A service run as its own process (gateway-svc demo, ib-sim), so that its memory can be read
+//! A service run as its own process (ibgw-demo, ib-sim), so that its memory can be read
 //! from `/proc/<pid>/status` and its CPU is not shared with the load generator's runtime.
 //!
 //! Both binaries print one JSON line with their bound addresses first; everything after goes to

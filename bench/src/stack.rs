@@ -1,5 +1,5 @@
 //! The service under test: gateway-svc with its embedded simulator, either in this process (for
-//! scenarios that spawn their own clients) or as a separate `gateway-svc demo` process (for
+//! scenarios that spawn their own clients) or as a separate `ibgw-demo` process (for
 //! scenarios that read its memory or must not share its runtime with the load generator).
 
 use std::net::SocketAddr;
@@ -8,8 +8,8 @@ use std::time::Duration;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_client::GatewayServiceClient;
 use gateway_svc::Settings;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ib_sim::ControlClient;
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
@@ -40,9 +40,10 @@ impl InProcess {
         settings.grpc.listen = any_port().to_string();
         settings.ops.listen = any_port().to_string();
         let addrs = DemoAddrs { sim_api: any_port(), sim_control: any_port() };
-        let demo = Demo::start(settings, addrs, ib_sim::Scenario::default(), CancellationToken::new())
+        let config = settings.validate().map_err(|e| Error::Setup(e.to_string()))?;
+        let demo = Demo::start(config, addrs, ib_sim::Scenario::default(), CancellationToken::new())
             .await
-            .map_err(|e| Error::setup("gateway-svc demo (in-process)", ibgw_client::source_chain(&e)))?;
+            .map_err(|e| Error::setup("ibgw-demo (in-process)", ibgw_client::source_chain(&e)))?;
         let stack = InProcess { demo };
         wait_ready(&mut connect(stack.grpc()).await?, READY_TIMEOUT).await?;
         Ok(stack)
@@ -64,7 +65,8 @@ impl InProcess {
     }
 }
 
-/// `gateway-svc demo` as a separate process, on ephemeral loopback ports.
+/// `ibgw-demo` (gateway-svc against its embedded simulator) as a separate process, on ephemeral
+/// loopback ports.
 #[derive(Debug)]
 pub struct Spawned {
     service: Service,
@@ -85,11 +87,10 @@ impl Spawned {
         Spawned::start_with(env, &[]).await
     }
 
-    /// [`Spawned::start`] with more arguments for `gateway-svc demo` (such as `--scenario FILE`).
+    /// [`Spawned::start`] with more arguments for `ibgw-demo` (such as `--scenario FILE`).
     pub async fn start_with(env: &[(&str, String)], extra: &[&str]) -> Result<Spawned> {
         let any = any_port().to_string();
         let mut args = vec![
-            "demo",
             "--grpc-listen",
             &any,
             "--ops-listen",
@@ -102,7 +103,7 @@ impl Spawned {
             &any,
         ];
         args.extend_from_slice(extra);
-        let binary = binaries::sibling("gateway-svc")?;
+        let binary = binaries::sibling("ibgw-demo")?;
         let mut all_env = vec![("IBGW__LOG__FILTER", "warn".to_owned()), ("RUST_LOG", "warn".to_owned())];
         all_env.extend(env.iter().cloned());
         let service = Service::spawn(&binary, &args, &all_env).await?;

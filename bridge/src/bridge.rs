@@ -233,15 +233,12 @@ impl Running {
     /// message in flight is completed). Returns false when the grace ran out.
     pub async fn stop(self) -> bool {
         self.shutdown.cancel();
-        match tokio::time::timeout(self.grace, self.tracker.wait()).await {
-            Ok(()) => {
-                info!("ibgw-bridge stopped cleanly");
-                true
-            }
-            Err(_) => {
-                warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
-                false
-            }
+        let clean = ibgw_kit::shutdown::within(self.grace, self.tracker.wait()).await;
+        if clean {
+            info!("ibgw-bridge stopped cleanly");
+        } else {
+            warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
         }
+        clean
     }
 }

@@ -11,34 +11,13 @@ use serde::Deserialize;
 /// Environment prefix: `IBGW_BRIDGE__NATS__URL=nats://127.0.0.1:4222`.
 pub const ENV_PREFIX: &str = "IBGW_BRIDGE";
 
-/// A bad configuration, reported as one line.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub use ibgw_kit::telemetry::{LogFormat, LogSettings};
+pub use ibgw_kit::{ConfigError, Secret};
 
-/// A value that must never appear in logs or `Debug` output.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_owned())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
-    }
-}
+/// Where the configuration comes from: `IBGW_BRIDGE__…` variables, and `./bridge.toml` when no
+/// file is named.
+const LAYERS: ibgw_kit::config::Layers<'static> =
+    ibgw_kit::config::Layers { env_prefix: ENV_PREFIX, default_file: "bridge" };
 
 /// Everything the bridge can be told.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -179,6 +158,14 @@ impl Default for RetrySettings {
     }
 }
 
+impl RetrySettings {
+    /// The backoff policy. [`Settings::validate`] refuses a zero first delay and a cap below it;
+    /// a value it never saw is clamped the same way rather than refused here.
+    pub fn policy(&self) -> ibgw_kit::BackoffPolicy {
+        ibgw_kit::BackoffPolicy::clamped(Duration::from_millis(self.initial_ms), Duration::from_millis(self.max_ms))
+    }
+}
+
 /// Ops HTTP settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -190,33 +177,6 @@ pub struct OpsSettings {
 impl Default for OpsSettings {
     fn default() -> Self {
         Self { listen: "127.0.0.1:9465".into() }
-    }
-}
-
-/// Log format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    /// Output format.
-    pub format: LogFormat,
-    /// `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
-    pub filter: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self { format: LogFormat::Pretty, filter: "info".into() }
     }
 }
 
@@ -238,23 +198,7 @@ impl Settings {
     /// Loads defaults, then `file` (required when given, else an optional `bridge.toml` in the
     /// working directory), then the environment, and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let mut builder = config::Config::builder();
-        builder = match file {
-            Some(path) => {
-                if !path.exists() {
-                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
-                }
-                builder.add_source(config::File::from(path).format(config::FileFormat::Toml))
-            }
-            None => {
-                builder.add_source(config::File::with_name("bridge").format(config::FileFormat::Toml).required(false))
-            }
-        };
-        let settings: Settings = builder
-            .add_source(config::Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__"))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let settings: Settings = LAYERS.load(file)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -339,7 +283,7 @@ impl Settings {
         if js.max_age_secs != 0 && js.max_age_secs * 1000 < js.duplicate_window_ms {
             return bad("jetstream.max_age_secs must cover jetstream.duplicate_window_ms".into());
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+        if let Err(e) = self.log.check_filter() {
             return bad(format!("log.filter = {:?}: {e}", self.log.filter));
         }
         Ok(ops)

@@ -24,13 +24,11 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 mod publisher;
-pub mod retry;
 pub mod rows;
 pub mod source;
-pub mod telemetry;
 
 pub use bridge::{Running, StartError, start};
 pub use config::Settings;
 
-/// Exit code for bad configuration (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for bad configuration (`EX_USAGE`), shared by every ibgw binary.
+pub use ibgw_kit::EXIT_CONFIG;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ibgw_bridge::Settings;
+use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
 
 /// Publishes gateway-svc's positions, account summary and health to NATS JetStream.
@@ -78,18 +79,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
-    ibgw_bridge::telemetry::init(&settings.log);
+    ibgw_kit::telemetry::init(&settings.log);
     // Installed before the address line: a supervisor may signal as soon as it reads it.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let signals = Signals::install();
     let running = ibgw_bridge::start(settings, CancellationToken::new()).await?;
     println!("{}", serde_json::json!({ "ops": running.ops_addr.to_string() }));
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("signal received; shutting down");
+    signals.wait().await;
     Ok(if running.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -4,13 +4,13 @@
 
 use std::future::Future;
 
+use ibgw_kit::Backoff;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetrySettings;
 use crate::jet::{Jet, NatsError};
-use crate::retry::Backoff;
 use crate::source::Event;
 
 /// One data kind's publisher.
@@ -34,7 +34,7 @@ pub(crate) async fn drive<P: Publisher>(
     retry: RetrySettings,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(&retry);
+    let mut backoff = Backoff::new(retry.policy());
     let mut retry_at = Some(Instant::now());
     let mut connections = p.jet().connections();
     connections.borrow_and_update();

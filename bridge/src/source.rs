@@ -92,11 +92,7 @@ where
     K: Kind,
 {
     let Follower { data, gateway, retry, metrics, cancel } = f;
-    let options = Options {
-        backoff_initial: Duration::from_millis(retry.initial_ms),
-        backoff_max: Duration::from_millis(retry.max_ms),
-        not_served_retry: None,
-    };
+    let options = Options { backoff: retry.policy(), not_served_retry: None };
     let mut stream = StreamFollower::<K, Gateway>::new(gateway, options);
     loop {
         // Cancel-safe: the follower keeps its state (stream, backoff deadline) in itself.

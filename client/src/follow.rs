@@ -19,10 +19,11 @@ use tokio::time::Instant;
 use tonic::Streaming;
 use tracing::debug;
 
-use crate::backoff::Backoff;
-use crate::channel::{Client, ConnectError, source_chain};
+use crate::channel::{Client, ConnectError};
 use crate::kind::Kind;
 use crate::view::{Gap, Update, UpdateKind, View};
+use ibgw_kit::source_chain;
+use ibgw_kit::{Backoff, BackoffPolicy};
 
 /// How a follower gets a client for each attempt.
 pub trait Connect: Send + Sync {
@@ -40,10 +41,8 @@ impl Connect for Client {
 /// How a follower retries.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// First delay after a loss.
-    pub backoff_initial: Duration,
-    /// The delay doubles (±20 % jitter) up to this.
-    pub backoff_max: Duration,
+    /// Delays after a loss: doubling (±20 % jitter) from its first delay up to its cap.
+    pub backoff: BackoffPolicy,
     /// A stream the service does not serve (UNIMPLEMENTED, an older gateway-svc) is asked for
     /// again after this instead of the backoff; `None`: the backoff.
     pub not_served_retry: Option<Duration>,
@@ -52,8 +51,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(3),
+            backoff: BackoffPolicy::clamped(Duration::from_millis(100), Duration::from_secs(3)),
             not_served_retry: None,
         }
     }
@@ -143,7 +141,7 @@ impl<K: Kind, C> std::fmt::Debug for Follower<K, C> {
 impl<K: Kind, C: Connect> Follower<K, C> {
     /// A follower with an empty view; nothing is opened before the first [`Follower::next`].
     pub fn new(connect: C, options: Options) -> Self {
-        let backoff = Backoff::new(options.backoff_initial, options.backoff_max);
+        let backoff = Backoff::new(options.backoff);
         Self { connect, options, backoff, view: View::new(), stream: None, retry_at: None }
     }
 

@@ -11,15 +11,14 @@
 //!   or the service goes away or skips, opens it again after a jittered exponential backoff.
 //!   [`Follower::next`] returns each [`Event`] in order.
 
-mod backoff;
 pub mod channel;
 pub mod follow;
 pub mod kind;
 pub mod view;
 
-pub use channel::{
-    Bearer, Client, ConnectError, DEFAULT_ADDR, connect, connect_lazy, connect_tls, endpoint, source_chain,
-};
+pub use channel::{Bearer, Client, ConnectError, DEFAULT_ADDR, connect, connect_lazy, connect_tls, endpoint};
 pub use follow::{Cause, Connect, Event, Follower, Lost, Options};
+/// One-line errors, as every ibgw binary prints them (from `ibgw-kit`).
+pub use ibgw_kit::source_chain;
 pub use kind::{AccountPnl, Health, Kind, PositionPnl, Positions, Summary};
 pub use view::{Freshness, FreshnessState, Gap, Stamps, Update, UpdateKind, View};

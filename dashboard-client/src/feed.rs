@@ -13,6 +13,7 @@ use ibgw_client::{
     AccountPnl, Cause, Client, Event, Follower, FreshnessState, Health, Kind, Lost, Options, PositionPnl, Positions,
     Summary, View,
 };
+use ibgw_kit::BackoffPolicy;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,8 +21,9 @@ use tracing::{info, warn};
 
 use crate::model::{self, Dashboard, DataView, FreshnessView};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// Reconnect delays: from 100 ms up to 3 s, jittered so the five streams (and other dashboards)
+/// do not all come back in the same instant after a gateway-svc restart.
+const BACKOFF: BackoffPolicy = BackoffPolicy::clamped(Duration::from_millis(100), Duration::from_secs(3));
 /// How long before asking again for a stream gateway-svc does not serve.
 const NOT_SERVED_RETRY: Duration = Duration::from_secs(30);
 
@@ -66,7 +68,7 @@ pub fn spawn(client: Client, model: watch::Sender<Dashboard>, tracker: &TaskTrac
 }
 
 fn options() -> Options {
-    Options { backoff_initial: BACKOFF_MIN, backoff_max: BACKOFF_MAX, not_served_retry: Some(NOT_SERVED_RETRY) }
+    Options { backoff: BACKOFF, not_served_retry: Some(NOT_SERVED_RETRY) }
 }
 
 /// Where a data kind is shown, and how one of its rows is (with the key the page orders by).

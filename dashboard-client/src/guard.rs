@@ -21,6 +21,7 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ibgw_kit::Secret;
 use tracing::debug;
 
 /// The cookie that carries the token after `/?token=TOKEN`.
@@ -40,7 +41,7 @@ pub const TOKEN_MIN_LEN: usize = 16;
 /// The dashboard's token. `Debug` shows `<redacted>`; the value never leaves this module except
 /// through [`Token::matches`].
 #[derive(Clone)]
-pub struct Token(String);
+pub struct Token(Secret);
 
 impl Token {
     /// Validates a token: at least [`TOKEN_MIN_LEN`] characters of `A-Z a-z 0-9 - . _ ~`, which
@@ -53,13 +54,12 @@ impl Token {
                  (e.g. openssl rand -hex 32)"
             ));
         }
-        Ok(Self(value))
+        Ok(Self(Secret::from(value)))
     }
 
     /// Whether `presented` is the token, compared without an early exit.
     pub fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        self.0.matches(presented)
     }
 }
 
@@ -251,10 +251,9 @@ impl Guard {
     fn hand_over(&self, path: &str) -> Response {
         // The token is validated to be cookie- and header-safe, so the header cannot fail; if it
         // did, the user would simply be asked for the token again.
-        let cookie = self
-            .token
-            .as_ref()
-            .and_then(|t| HeaderValue::from_str(&format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", t.0)).ok());
+        let cookie = self.token.as_ref().and_then(|t| {
+            HeaderValue::from_str(&format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", t.0.expose())).ok()
+        });
         let location = HeaderValue::from_str(path).unwrap_or(HeaderValue::from_static("/"));
         match cookie {
             Some(cookie) => (

@@ -10,10 +10,8 @@
 //!   draws the charts as plain SVG and keeps their history itself, a ring of the last 15
 //!   minutes per account, recording no point while data is not LIVE (a gap, never a zero).
 //! - [`guard`]: own names only (DNS rebinding), the optional token, security headers.
-//! - [`logging`]: stderr log lines, coloured only on a terminal without `NO_COLOR`.
 
 pub mod feed;
 pub mod guard;
-pub mod logging;
 pub mod model;
 pub mod web;

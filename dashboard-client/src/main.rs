@@ -8,7 +8,9 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
 use dashboard_client::guard::{self, Guard, HostName, Token};
 use dashboard_client::model::{Dashboard, GatewayLink};
-use dashboard_client::{feed, logging, web};
+use dashboard_client::{feed, web};
+use ibgw_kit::Signals;
+use ibgw_kit::telemetry::LogSettings;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,13 +60,11 @@ struct Args {
     allowed_hosts: Vec<HostName>,
 }
 
-/// Exit status for an unusable configuration (EX_USAGE), as gateway-svc uses.
-const EXIT_CONFIG: i32 = 64;
-
-/// One line on stderr, then exit.
+/// One line on stderr, then exit with the code every ibgw binary uses for an unusable
+/// configuration.
 fn refuse(message: &str) -> ! {
     eprintln!("dashboard-client: {message}");
-    std::process::exit(EXIT_CONFIG);
+    std::process::exit(i32::from(ibgw_kit::EXIT_CONFIG));
 }
 
 #[tokio::main]
@@ -78,7 +78,10 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = guard::check_bind(args.listen, web_token.is_some(), args.allow_unauthenticated_non_loopback) {
         refuse(&e);
     }
-    logging::init();
+    // Pretty lines at info, RUST_LOG wins: the dashboard has no configuration file.
+    ibgw_kit::telemetry::init(&LogSettings::default());
+    // Before the first stdout line: a supervisor may signal as soon as it reads it.
+    let signals = Signals::install();
     let client = ibgw_client::connect_lazy(&args.gateway, args.token.as_deref(), Duration::from_secs(3))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -106,26 +109,10 @@ async fn main() -> anyhow::Result<()> {
             tracing::warn!(error = %e, "web server stopped");
         }
     });
-    tracker.close();
-    wait_for_signal().await;
+    signals.wait().await;
     shutdown.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if !ibgw_kit::shutdown::tracker_within(&tracker, Duration::from_secs(5)).await {
         tracing::warn!("shutdown timed out");
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }

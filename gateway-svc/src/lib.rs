@@ -9,14 +9,15 @@
 //! - [`grpc`]: the `gateway.v1.GatewayService` implementation; [`front_door`]: the same state
 //!   served over the TWS API protocol to unmodified IB API programs.
 //! - [`server`]: wiring, reflection, limits, shutdown; [`health_check`]: grpc.health.v1.
-//! - [`demo`]: the service against the embedded simulator.
-//! - [`runtime`]: the tokio runtime, tuned for fan-out.
+//! - [`runtime`]: the tokio runtime, tuned for fan-out; [`process`]: what a binary does around the
+//!   service (configuration or exit 64, runtime, exit code).
+//!
+//! The demo (this service against the embedded simulator) is the `ibgw-demo` crate, above this
+//! one, so that this crate's dependency graph holds no simulator.
 
 pub mod auth;
-pub mod backoff;
 pub mod config;
 pub mod convert;
-pub mod demo;
 pub mod farm;
 pub mod front_door;
 pub mod grpc;
@@ -30,6 +31,7 @@ pub mod model;
 pub mod ops;
 pub mod pnl;
 pub mod probe;
+pub mod process;
 pub mod runtime;
 pub mod server;
 pub mod session;
@@ -37,11 +39,11 @@ pub mod state;
 pub mod telemetry;
 pub mod upstream;
 
-pub use config::Settings;
+pub use config::{Config, Settings};
 pub use server::{Running, start};
 
-/// Exit code for bad configuration (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for bad configuration (`EX_USAGE`), shared by every ibgw binary.
+pub use ibgw_kit::EXIT_CONFIG;
 
 #[cfg(test)]
 mod testing {

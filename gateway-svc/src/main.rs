@@ -1,14 +1,13 @@
 //! `gateway-svc` binary: parse the command line, load config, run.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gateway_svc::config::Settings;
-use gateway_svc::demo::{Demo, DemoAddrs};
+use gateway_svc::config::{Config, Settings};
+use gateway_svc::process;
+use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
 
 /// One IB Gateway session, shared with every local client over gRPC.
@@ -27,32 +26,6 @@ enum Command {
         /// TOML config file.
         #[arg(long)]
         config: Option<PathBuf>,
-    },
-    /// Serve against the embedded simulator: no IBKR account needed, TWS front door on. The first
-    /// stdout line is a JSON object with the bound addresses (keys grpc, ops, tws_api, sim_api,
-    /// sim_control).
-    Demo {
-        /// TOML config file (its upstream address is replaced by the simulator's).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// gRPC listen address (overrides config).
-        #[arg(long)]
-        grpc_listen: Option<SocketAddr>,
-        /// Ops HTTP listen address (overrides config).
-        #[arg(long)]
-        ops_listen: Option<SocketAddr>,
-        /// TWS front-door listen address (overrides config; the demo always serves it).
-        #[arg(long)]
-        tws_api_listen: Option<SocketAddr>,
-        /// Simulated gateway API address.
-        #[arg(long, default_value = "127.0.0.1:4002")]
-        sim_listen: SocketAddr,
-        /// Simulator control API address.
-        #[arg(long, default_value = "127.0.0.1:4100")]
-        sim_control_listen: SocketAddr,
-        /// Simulator scenario TOML (default: the built-in one).
-        #[arg(long)]
-        scenario: Option<PathBuf>,
     },
     /// Exit 0 only when a running service reports SERVING (for healthchecks). Without --addr, the
     /// address and TLS come from the service's configuration (FILE or ./gateway.toml, then
@@ -88,75 +61,43 @@ enum Command {
     },
 }
 
+/// The name error lines start with.
+const PROGRAM: &str = "gateway-svc";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config_file = match &cli.command {
-        Command::Serve { config }
-        | Command::Demo { config, .. }
-        | Command::CheckConfig { config }
-        | Command::Health { config, .. } => config.clone(),
-    };
-    let settings = match &cli.command {
+    match Cli::parse().command {
         // Reads the configuration only when its options leave something open (see probe::resolve).
-        Command::Health { .. } => Settings::default(),
-        _ => match Settings::load(config_file.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("gateway-svc: {e}");
-                return ExitCode::from(gateway_svc::EXIT_CONFIG);
-            }
+        Command::Health { addr, tls_ca, tls_domain, config, service, timeout_ms } => {
+            let options = gateway_svc::probe::Options { addr, tls_ca, tls_domain };
+            process::run(PROGRAM, async move { health(&options, config.as_deref(), &service, timeout_ms).await })
+        }
+        Command::Serve { config } => match load(config.as_deref()) {
+            Ok((_, config)) => process::run(PROGRAM, serve(config)),
+            Err(code) => code,
         },
-    };
-    let runtime = match gateway_svc::runtime::builder().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("gateway-svc: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve { .. } => serve(settings).await,
-            Command::Demo {
-                grpc_listen, ops_listen, tws_api_listen, sim_listen, sim_control_listen, scenario, ..
-            } => {
-                let mut settings = settings;
-                settings.tws_api.enabled = true;
-                if let Some(a) = tws_api_listen {
-                    settings.tws_api.listen = a.to_string();
-                }
-                if let Some(a) = grpc_listen {
-                    settings.grpc.listen = a.to_string();
-                }
-                if let Some(a) = ops_listen {
-                    settings.ops.listen = a.to_string();
-                }
-                demo(settings, DemoAddrs { sim_api: sim_listen, sim_control: sim_control_listen }, scenario).await
-            }
-            Command::Health { addr, tls_ca, tls_domain, config, service, timeout_ms } => {
-                let options = gateway_svc::probe::Options { addr, tls_ca, tls_domain };
-                health(&options, config.as_deref(), &service, timeout_ms).await
-            }
-            Command::CheckConfig { .. } => {
+        Command::CheckConfig { config } => match load(config.as_deref()) {
+            // The settings as read (every key, units in the names), once they have validated.
+            Ok((settings, _)) => {
                 println!("{settings:#?}");
-                Ok(ExitCode::SUCCESS)
+                ExitCode::SUCCESS
             }
-        }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("gateway-svc: {}", ibgw_client::source_chain(e.as_ref()));
-            ExitCode::FAILURE
-        }
+            Err(code) => code,
+        },
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    gateway_svc::telemetry::init(&settings.log);
+/// The settings as read and, validated once, the configuration; or exit 64 after one line.
+fn load(file: Option<&Path>) -> Result<(Settings, Config), ExitCode> {
+    let settings = process::settings_or_exit(PROGRAM, file)?;
+    let config = process::config_or_exit(PROGRAM, &settings)?;
+    Ok((settings, config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    gateway_svc::telemetry::init(&config.log);
     let signals = Signals::install();
     let shutdown = CancellationToken::new();
-    let running = gateway_svc::start(settings, shutdown.clone()).await?;
+    let running = gateway_svc::start(config, shutdown.clone()).await?;
     println!(
         "{}",
         serde_json::json!({
@@ -169,19 +110,6 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(if running.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn demo(settings: Settings, addrs: DemoAddrs, scenario: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    gateway_svc::telemetry::init(&settings.log);
-    let scenario = match scenario {
-        Some(path) => ib_sim::Scenario::from_file(&path).with_context(|| format!("scenario {}", path.display()))?,
-        None => ib_sim::Scenario::default(),
-    };
-    let signals = Signals::install();
-    let demo = Demo::start(settings, addrs, scenario, CancellationToken::new()).await?;
-    println!("{}", demo.addresses_json());
-    signals.wait().await;
-    Ok(if demo.stop().await { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
 async fn health(
     options: &gateway_svc::probe::Options,
     config: Option<&std::path::Path>,
@@ -189,14 +117,14 @@ async fn health(
     timeout_ms: u64,
 ) -> anyhow::Result<ExitCode> {
     use gateway_svc::probe::{ResolveError, check_target, resolve};
-    let target = match resolve(options, || Settings::load(config)) {
+    let target = match resolve(options, || Config::load(config)) {
         Ok(target) => target,
         Err(ResolveError::Config(e)) => {
             eprintln!("gateway-svc: {e}");
             return Ok(ExitCode::from(gateway_svc::EXIT_CONFIG));
         }
         Err(ResolveError::Probe(e)) => {
-            println!("UNREACHABLE: {}", ibgw_client::source_chain(&e));
+            println!("UNREACHABLE: {}", ibgw_kit::source_chain(&e));
             return Ok(ExitCode::from(2));
         }
     };
@@ -207,39 +135,8 @@ async fn health(
             Ok(if serving { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Err(e) => {
-            println!("UNREACHABLE: {}", ibgw_client::source_chain(&e));
+            println!("UNREACHABLE: {}", ibgw_kit::source_chain(&e));
             Ok(ExitCode::from(2))
         }
-    }
-}
-
-/// SIGINT and SIGTERM (docker stop sends SIGTERM), caught from the moment this is made. It is
-/// made before the first stdout line, because a supervisor may signal as soon as it reads that
-/// line, and a signal before the handler exists kills the process without a clean shutdown.
-struct Signals {
-    term: Option<tokio::signal::unix::Signal>,
-    int: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn install() -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
-    }
-
-    async fn wait(self) {
-        async fn recv(signal: Option<tokio::signal::unix::Signal>) {
-            match signal {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            _ = recv(self.term) => {}
-            _ = recv(self.int) => {}
-        }
-        tracing::info!("signal received; shutting down");
     }
 }

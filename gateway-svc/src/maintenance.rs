@@ -40,6 +40,15 @@ pub struct WindowSettings {
     pub days: Vec<String>,
 }
 
+/// When outages are expected, and how often to retry during them: `[maintenance]` validated.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// The windows.
+    pub schedule: Schedule,
+    /// Retry cadence inside a window.
+    pub retry_interval: std::time::Duration,
+}
+
 /// Validated windows, ready to answer "are we inside one now?".
 #[derive(Debug, Clone)]
 pub struct Schedule {

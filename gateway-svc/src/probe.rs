@@ -18,7 +18,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{Config, ConfigError};
 
 /// Why a health check could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -124,11 +124,11 @@ pub struct TargetTls {
 /// called only when the options leave something open (no address, or `https://` without a CA).
 pub fn resolve<F>(opts: &Options, load: F) -> Result<Target, ResolveError>
 where
-    F: FnOnce() -> Result<Settings, ConfigError>,
+    F: FnOnce() -> Result<Config, ConfigError>,
 {
     let mut load = Some(load);
-    let mut settings: Option<Settings> = None;
-    let mut config = || -> Result<Settings, ConfigError> {
+    let mut settings: Option<Config> = None;
+    let mut config = || -> Result<Config, ConfigError> {
         if let Some(s) = &settings {
             return Ok(s.clone());
         }
@@ -155,13 +155,8 @@ where
         }
         None => {
             let s = config()?;
-            let listen: SocketAddr = s
-                .grpc
-                .listen
-                .parse()
-                .map_err(|_| ConfigError(format!("grpc.listen = {:?} is not an address", s.grpc.listen)))?;
-            let https = s.grpc.tls_enabled() || opts.tls_ca.is_some();
-            (format!("{}://{}", if https { "https" } else { "http" }, dialable(listen)), https)
+            let https = s.grpc.tls.is_some() || opts.tls_ca.is_some();
+            (format!("{}://{}", if https { "https" } else { "http" }, dialable(s.grpc.listen)), https)
         }
     };
     if !https {
@@ -169,8 +164,8 @@ where
     }
     let ca = match &opts.tls_ca {
         Some(ca) => ca.clone(),
-        None => match config()?.grpc.tls_cert_path {
-            Some(cert) => PathBuf::from(cert),
+        None => match config()?.grpc.tls {
+            Some(tls) => tls.cert_path,
             None => return Err(ProbeError::NoCa { url }.into()),
         },
     };
@@ -227,12 +222,13 @@ fn read_ca(path: &Path) -> Result<Certificate, ProbeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Settings, TlsFiles};
 
     fn opts(addr: Option<&str>, ca: Option<&str>) -> Options {
         Options { addr: addr.map(str::to_owned), tls_ca: ca.map(PathBuf::from), tls_domain: None }
     }
 
-    fn never() -> Result<Settings, ConfigError> {
+    fn never() -> Result<Config, ConfigError> {
         panic!("the configuration is not needed here")
     }
 
@@ -259,13 +255,13 @@ mod tests {
 
     #[test]
     fn without_an_address_the_service_configuration_decides() {
-        let mut s = Settings::default();
-        s.grpc.listen = "0.0.0.0:50051".into();
+        let mut s = Settings::default().validate().expect("defaults");
+        s.grpc.listen = "0.0.0.0:50051".parse().unwrap();
         let t = resolve(&opts(None, None), || Ok(s.clone())).unwrap();
         assert_eq!(t, Target { url: "http://127.0.0.1:50051".into(), tls: None });
-        s.grpc.listen = "[::]:50051".into();
-        s.grpc.tls_cert_path = Some("/etc/ibgw/tls/cert.pem".into());
-        s.grpc.tls_key_path = Some("/etc/ibgw/tls/key.pem".into());
+        s.grpc.listen = "[::]:50051".parse().unwrap();
+        s.grpc.tls =
+            Some(TlsFiles { cert_path: "/etc/ibgw/tls/cert.pem".into(), key_path: "/etc/ibgw/tls/key.pem".into() });
         let t = resolve(&opts(None, None), || Ok(s.clone())).unwrap();
         assert_eq!(t.url, "https://[::1]:50051");
         assert_eq!(t.tls.unwrap().ca, PathBuf::from("/etc/ibgw/tls/cert.pem"));
@@ -276,7 +272,7 @@ mod tests {
 
     #[test]
     fn https_without_any_ca_says_how_to_give_one() {
-        let err = resolve(&opts(Some("https://localhost:1"), None), || Ok(Settings::default())).unwrap_err();
+        let err = resolve(&opts(Some("https://localhost:1"), None), || Settings::default().validate()).unwrap_err();
         assert!(err.to_string().contains("--tls-ca"), "{err}");
         let err = resolve(&opts(None, None), || Err(ConfigError("log.filter = \"[\"".into()))).unwrap_err();
         assert!(matches!(err, ResolveError::Config(_)), "{err}");

@@ -13,21 +13,17 @@ use tonic::transport::server::TcpIncoming;
 use tower::Layer;
 use tracing::{info, warn};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::Config;
 use crate::front_door::FrontDoor;
 use crate::grpc::Gateway;
 use crate::grpc::metered::MetricsLayer;
 use crate::health_check::HealthCheck;
-use crate::maintenance::Schedule;
 use crate::state::State;
 use crate::{auth, ops, session};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// A port could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -67,35 +63,31 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 }
 
 /// Binds both ports and starts everything. The service stops when `shutdown` is cancelled.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let listen = settings.validate()?;
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     if !crate::runtime::TUNED {
         use crate::runtime::{UNTUNED_FIX, UNTUNED_LOST};
         warn!(lost = UNTUNED_LOST, fix = UNTUNED_FIX, "built without --cfg tokio_unstable");
     }
-    if !listen.grpc.ip().is_loopback() && settings.auth.token.is_none() {
-        warn!(addr = %listen.grpc, "gRPC bound to a non-loopback address WITHOUT authentication (auth.allow_unauthenticated_non_loopback)");
+    if !config.grpc.listen.ip().is_loopback() && config.auth.token.is_none() {
+        warn!(addr = %config.grpc.listen, "gRPC bound to a non-loopback address WITHOUT authentication (auth.allow_unauthenticated_non_loopback)");
     }
-    if settings.token_in_clear(listen.grpc) {
-        warn!(addr = %listen.grpc, "gRPC on a non-loopback address WITHOUT TLS: clients send the bearer token in clear (auth.allow_token_without_tls)");
+    if config.token_in_clear() {
+        warn!(addr = %config.grpc.listen, "gRPC on a non-loopback address WITHOUT TLS: clients send the bearer token in clear (auth.allow_token_without_tls)");
     }
-    let (grpc_listener, grpc_addr) = bind(listen.grpc).await?;
-    let (ops_listener, ops_addr) = bind(listen.ops).await?;
-    let tws_api = match listen.tws_api {
-        Some(addr) => Some(bind(addr).await?),
+    let (grpc_listener, grpc_addr) = bind(config.grpc.listen).await?;
+    let (ops_listener, ops_addr) = bind(config.ops_listen).await?;
+    let tws_api = match config.tws_api {
+        Some(door) => Some(bind(door.listen).await?),
         None => None,
     };
     if let Some((_, addr)) = tws_api.as_ref().filter(|(_, a)| !a.ip().is_loopback()) {
         warn!(%addr, "TWS front door on a non-loopback address: the TWS protocol has no authentication");
     }
-    let state = State::new(&settings.upstream.address, settings.upstream.client_id);
+    let state = State::new(&config.upstream.address, config.upstream.client_id);
     let tracker = TaskTracker::new();
 
-    let maintenance = session::Maintenance {
-        schedule: Schedule::new(&settings.maintenance).map_err(ConfigError)?,
-        retry_interval: Duration::from_millis(settings.maintenance.retry_interval_ms),
-    };
-    tracker.spawn(session::run(settings.upstream.clone(), maintenance, Arc::clone(&state), shutdown.clone()));
+    let maintenance = config.maintenance.clone();
+    tracker.spawn(session::run(config.upstream.clone(), maintenance, Arc::clone(&state), shutdown.clone()));
 
     // grpc.health.v1: "" is the process, the named service is the upstream session.
     let health_service = HealthCheck::server(Arc::clone(&state), shutdown.clone());
@@ -109,26 +101,26 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let reflection_v1 = reflection().build_v1().map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
 
-    let g = &settings.grpc;
+    let g = &config.grpc;
     let gateway = Gateway::new(Arc::clone(&state), shutdown.clone(), g.max_subscribers);
-    let service = GatewayServiceServer::with_interceptor(gateway, auth::interceptor(settings.auth.token.clone()));
+    let service = GatewayServiceServer::with_interceptor(gateway, auth::interceptor(config.auth.token.clone()));
     // Every call of the service, token refusals included, in this service's own metrics.
     let service = MetricsLayer::new(Arc::clone(&state)).layer(service);
     let mut builder = tonic::transport::Server::builder();
-    if let (Some(cert), Some(key)) = (&g.tls_cert_path, &g.tls_key_path) {
-        let read = |p: &str| std::fs::read(p).map_err(|e| StartError::Tls(format!("{p}: {e}")));
-        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    if let Some(tls) = &g.tls {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())));
+        let identity = tonic::transport::Identity::from_pem(read(&tls.cert_path)?, read(&tls.key_path)?);
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| StartError::Tls(e.to_string()))?;
-        info!(cert = %cert, "gRPC over TLS");
+        info!(cert = %tls.cert_path.display(), "gRPC over TLS");
     }
     let router = builder
-        .timeout(Duration::from_millis(g.unary_timeout_ms))
+        .timeout(g.unary_timeout)
         .concurrency_limit_per_connection(g.concurrency_per_connection)
         .load_shed(true)
-        .http2_keepalive_interval(Some(Duration::from_millis(g.keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(Duration::from_millis(g.keepalive_timeout_ms)))
+        .http2_keepalive_interval(Some(g.keepalive_interval))
+        .http2_keepalive_timeout(Some(g.keepalive_timeout))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -152,22 +144,14 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         }
     });
     let tws_api_addr = tws_api.as_ref().map(|(_, a)| *a);
-    if let Some((listener, _)) = tws_api {
-        let door = FrontDoor::new(Arc::clone(&state), shutdown.clone(), settings.tws_api.max_clients);
+    if let (Some((listener, _)), Some(tws)) = (tws_api, config.tws_api) {
+        let door = FrontDoor::new(Arc::clone(&state), shutdown.clone(), tws.max_clients);
         // Connections live on the same tracker, so stopping waits for each to close cleanly.
         tracker.spawn(door.serve(listener, tracker.clone()));
     }
     tracker.close();
-    info!(grpc = %grpc_addr, ops = %ops_addr, tws_api = ?tws_api_addr, upstream = %settings.upstream.address, "gateway-svc serving");
-    Ok(Running {
-        grpc_addr,
-        ops_addr,
-        tws_api_addr,
-        state,
-        shutdown,
-        tracker,
-        grace: Duration::from_millis(settings.shutdown.grace_ms),
-    })
+    info!(grpc = %grpc_addr, ops = %ops_addr, tws_api = ?tws_api_addr, upstream = %config.upstream.address, "gateway-svc serving");
+    Ok(Running { grpc_addr, ops_addr, tws_api_addr, state, shutdown, tracker, grace: config.shutdown_grace })
 }
 
 impl Running {
@@ -186,15 +170,12 @@ impl Running {
     /// Waits for the tasks after the token was cancelled elsewhere (at most the grace).
     pub async fn wait(self) -> bool {
         self.shutdown.cancelled().await;
-        match tokio::time::timeout(self.grace, self.tracker.wait()).await {
-            Ok(()) => {
-                info!("gateway-svc stopped cleanly");
-                true
-            }
-            Err(_) => {
-                warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
-                false
-            }
+        let clean = ibgw_kit::shutdown::within(self.grace, self.tracker.wait()).await;
+        if clean {
+            info!("gateway-svc stopped cleanly");
+        } else {
+            warn!(grace_ms = self.grace.as_millis() as u64, "shutdown grace ran out; exiting anyway");
         }
+        clean
     }
 }

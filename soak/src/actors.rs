@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gateway_proto::pb;
-use gateway_svc::demo::Demo;
 use gateway_svc::health::SessionState;
 use gateway_svc::state::State;
+use ibgw_demo::Demo;
 
 /// Positions as (account, con_id) → quantity.
 pub(crate) type Truth = BTreeMap<(String, i64), String>;

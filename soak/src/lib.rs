@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ib_sim::{Fault, Scenario, ScheduledFault};
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 
 pub use report::Report;
@@ -103,10 +103,14 @@ fn schedule(args: &Args) -> Vec<ScheduledFault> {
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let scenario = Scenario { schedule: schedule(args), ..Scenario::default() };
     let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let demo =
-        Demo::start(settings(), DemoAddrs { sim_api: any, sim_control: any }, scenario, CancellationToken::new())
-            .await
-            .map_err(|e| anyhow::anyhow!(ibgw_client::source_chain(&e)))?;
+    let demo = Demo::start(
+        settings().validate()?,
+        DemoAddrs { sim_api: any, sim_control: any },
+        scenario,
+        CancellationToken::new(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(ibgw_client::source_chain(&e)))?;
     let grpc = demo.service.grpc_addr;
     let started = Instant::now();
     let rss_start = report::rss_kib();

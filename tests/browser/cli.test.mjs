@@ -1,4 +1,4 @@
-// The thin clients against `gateway-svc demo`: grpcurl-style operation through reflection with
+// The thin clients against `ibgw-demo`: grpcurl-style operation through reflection with
 // `buf curl`, and the seed's success bar (ten runner passes, one upstream socket, no CLOSE_WAIT).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

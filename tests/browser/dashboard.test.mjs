@@ -1,4 +1,4 @@
-// The dashboard in a real headless Chromium against `gateway-svc demo`: positions, values and PnL
+// The dashboard in a real headless Chromium against `ibgw-demo`: positions, values and PnL
 // render, the net liquidation and daily PnL charts draw and move with prices, a position change
 // shows up, a simulated gateway restart is marked stale (a gap in the charts, never a zero) and
 // clears, chart history survives a gateway-svc restart, and the page's security holds. Every wait
@@ -29,10 +29,10 @@ function quickSummaryScenario() {
   return file;
 }
 
-/** gateway-svc demo with that scenario; `grpc` keeps an address across a restart. */
+/** ibgw-demo with that scenario; `grpc` keeps an address across a restart. */
 function startDemo(grpc = "127.0.0.1:0") {
-  return start("gateway-svc", [
-    "demo", "--grpc-listen", grpc, "--ops-listen", "127.0.0.1:0",
+  return start("ibgw-demo", [
+    "--grpc-listen", grpc, "--ops-listen", "127.0.0.1:0",
     "--tws-api-listen", "127.0.0.1:0",
     "--sim-listen", "127.0.0.1:0", "--sim-control-listen", "127.0.0.1:0", "--scenario", scenario,
   ]);
@@ -60,7 +60,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   if (dash) assert.equal(await stop(dash.proc), 0, "dashboard-client exits 0 on SIGTERM");
-  if (demo) assert.equal(await stop(demo.proc), 0, "gateway-svc exits 0 on SIGTERM");
+  if (demo) assert.equal(await stop(demo.proc), 0, "ibgw-demo exits 0 on SIGTERM");
   if (scenarioDir) rmSync(scenarioDir, { recursive: true, force: true });
 });
 

@@ -87,10 +87,9 @@ export function run(cmd, args, opts = {}) {
   return spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", timeout: patient(60000), ...opts });
 }
 
-/** The demo: gateway-svc with the embedded simulator, everything on ephemeral ports. */
+/** The demo (ibgw-demo): gateway-svc with the embedded simulator, everything on ephemeral ports. */
 export async function startDemo() {
-  return start("gateway-svc", [
-    "demo",
+  return start("ibgw-demo", [
     "--grpc-listen", "127.0.0.1:0",
     "--ops-listen", "127.0.0.1:0",
     "--tws-api-listen", "127.0.0.1:0",

@@ -1,5 +1,6 @@
 //! What a user sees when something is wrong: one line, each cause said once. Runs the real
-//! `gateway-svc` binary for a taken port, a refused connection and a bad configuration value.
+//! `gateway-svc` and `ibgw-demo` binaries for a taken port, a refused connection and a bad
+//! configuration value.
 
 use std::process::Output;
 use std::time::Duration;
@@ -15,15 +16,19 @@ fn assert_reads_once(line: &str) {
 }
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(bin("gateway-svc"));
+    run_bin("gateway-svc", args, env).await
+}
+
+async fn run_bin(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(bin(name));
     cmd.args(args).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
     tokio::time::timeout(patience(Duration::from_secs(20)), cmd.output())
         .await
-        .expect("gateway-svc exits in time")
-        .expect("gateway-svc runs")
+        .unwrap_or_else(|_| panic!("{name} exits in time"))
+        .unwrap_or_else(|e| panic!("{name} runs: {e}"))
 }
 
 fn last_line(bytes: &[u8]) -> String {
@@ -34,9 +39,9 @@ fn last_line(bytes: &[u8]) -> String {
 async fn a_taken_port_is_one_clean_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run(
+    let out = run_bin(
+        "ibgw-demo",
         &[
-            "demo",
             "--sim-listen",
             &addr,
             "--sim-control-listen",
@@ -51,7 +56,7 @@ async fn a_taken_port_is_one_clean_line() {
     .await;
     assert!(!out.status.success());
     let line = last_line(&out.stderr);
-    assert!(line.starts_with(&format!("gateway-svc: simulator: cannot listen on {addr}: ")), "{line}");
+    assert!(line.starts_with(&format!("ibgw-demo: simulator: cannot listen on {addr}: ")), "{line}");
     assert!(line.contains("in use"), "{line}");
     assert_reads_once(&line);
 }
@@ -84,5 +89,5 @@ async fn a_bad_config_value_is_one_clean_line_and_exit_64() {
 fn the_repeat_check_catches_repeats() {
     let caught = std::panic::catch_unwind(|| assert_reads_once("x: tcp connect error: tcp connect error: refused"));
     assert!(caught.is_err());
-    assert_reads_once("gateway-svc: simulator: cannot listen on 127.0.0.1:1: Address already in use (os error 98)");
+    assert_reads_once("ibgw-demo: simulator: cannot listen on 127.0.0.1:1: Address already in use (os error 98)");
 }

@@ -1,6 +1,7 @@
 //! Start-up checks of the real `gateway-svc` binary: a bearer token that would cross the network in
-//! clear is refused unless explicitly allowed (and then logged), and the runtime tuning that needs
-//! `--cfg tokio_unstable` is reported, so a build without it cannot go unnoticed.
+//! clear is refused unless explicitly allowed (and then logged), a zero keepalive is refused, and
+//! the runtime tuning that needs `--cfg tokio_unstable` is reported, so a build without it cannot
+//! go unnoticed.
 //!
 //! Nothing here binds beyond loopback: refused configurations exit before binding, and the
 //! allowed one is given a TEST-NET-1 address (192.0.2.1, RFC 5737), which no host has.
@@ -14,7 +15,12 @@ use crate::support::{bin, eventually, first_line, patience};
 
 /// The service's environment, cleaned of anything the developer's shell might add.
 fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(bin("gateway-svc"));
+    command_of("gateway-svc", args, env)
+}
+
+/// [`command`] for another of the project's binaries (`ibgw-demo`).
+fn command_of(program: &str, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin(program));
     cmd.args(args).kill_on_drop(true).current_dir(std::env::temp_dir()).env("NO_COLOR", "1");
     for (k, _) in std::env::vars() {
         if (k.starts_with("IBGW_") && k != "IBGW_TEST_PATIENCE") || k == "RUST_LOG" {
@@ -125,4 +131,28 @@ async fn serve_exports_the_runtime_tuning_and_does_not_warn_about_it() {
     assert!(out.status.success(), "exit 0 on SIGTERM: {:?}", out.status);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("tokio_unstable"), "a tuned build does not warn: {stderr}");
+}
+
+/// A zero HTTP/2 keepalive interval or timeout is refused at load, like any other invalid value:
+/// exit 64, one line naming the key, from `check-config`, `serve` and `ibgw-demo` alike (before,
+/// it passed validation and reached the gRPC server).
+#[tokio::test]
+async fn a_zero_keepalive_is_refused_with_exit_64() {
+    for key in ["KEEPALIVE_INTERVAL_MS", "KEEPALIVE_TIMEOUT_MS"] {
+        let var = format!("IBGW__GRPC__{key}");
+        let env = [(var.as_str(), "0"), ("IBGW__GRPC__LISTEN", "127.0.0.1:0"), ("IBGW__OPS__LISTEN", "127.0.0.1:0")];
+        let name = format!("grpc.{}", key.to_lowercase());
+        for (program, args) in
+            [("gateway-svc", &["check-config"][..]), ("gateway-svc", &["serve"][..]), ("ibgw-demo", &[][..])]
+        {
+            let out = tokio::time::timeout(patience(Duration::from_secs(20)), command_of(program, args, &env).output())
+                .await
+                .expect("exits in time")
+                .expect("runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(64), "{program} {args:?} with {var}=0: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{program} {args:?}: one line: {stderr}");
+            assert_eq!(stderr.trim_end(), format!("{program}: invalid configuration: {name} must be > 0"));
+        }
+    }
 }

@@ -264,13 +264,12 @@ async fn sigterm_on_the_real_binary_with_streams_open() {
 }
 
 /// A routine gateway restart is WARN and INFO, never ERROR: operators alert on ERROR. Runs the
-/// real `gateway-svc demo` with JSON logs through a simulated restart and reads every line.
+/// real `ibgw-demo` with JSON logs through a simulated restart and reads every line.
 #[tokio::test]
 async fn a_gateway_restart_logs_no_error() {
     use tokio::io::AsyncReadExt;
-    let mut child = tokio::process::Command::new(crate::support::bin("gateway-svc"))
+    let mut child = tokio::process::Command::new(crate::support::bin("ibgw-demo"))
         .args([
-            "demo",
             "--grpc-listen",
             "127.0.0.1:0",
             "--tws-api-listen",
@@ -287,7 +286,7 @@ async fn a_gateway_restart_logs_no_error() {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("gateway-svc starts");
+        .expect("ibgw-demo starts");
     let mut stderr = child.stderr.take().unwrap();
     let collected = tokio::spawn(async move {
         let mut all = String::new();

@@ -105,7 +105,8 @@ async fn unavailable_with_a_reason_before_any_data() {
     settings.upstream.address = dead.local_addr().unwrap().to_string();
     drop(dead);
     settings.grpc.listen = "127.0.0.1:0".into();
-    let running = gateway_svc::start(settings, tokio_util::sync::CancellationToken::new()).await.unwrap();
+    let running =
+        gateway_svc::start(settings.validate().unwrap(), tokio_util::sync::CancellationToken::new()).await.unwrap();
     let mut c = connect(running.grpc_addr).await;
     let err = c.get_positions(pb::GetPositionsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);

@@ -69,7 +69,8 @@ async fn grpc_over_tls_with_a_token() {
     settings.grpc.tls_cert_path = Some(cert);
     settings.grpc.tls_key_path = Some(key);
     settings.auth.token = Some("s3cret-token".into());
-    let running = gateway_svc::start(settings, tokio_util::sync::CancellationToken::new()).await.unwrap();
+    let running =
+        gateway_svc::start(settings.validate().unwrap(), tokio_util::sync::CancellationToken::new()).await.unwrap();
     let ca = std::fs::read(&ca).unwrap();
     let url = format!("https://localhost:{}", running.grpc_addr.port());
     let mut client = ibgw_client::connect_tls(&url, Some("s3cret-token"), &ca, Duration::from_secs(5)).await.unwrap();
@@ -109,7 +110,8 @@ async fn the_health_command_speaks_tls() {
     settings.grpc.tls_cert_path = Some(chain.clone());
     settings.grpc.tls_key_path = Some(key.clone());
     settings.auth.token = Some("s3cret-token".into());
-    let running = gateway_svc::start(settings, tokio_util::sync::CancellationToken::new()).await.unwrap();
+    let running =
+        gateway_svc::start(settings.validate().unwrap(), tokio_util::sync::CancellationToken::new()).await.unwrap();
     let port = running.grpc_addr.port();
     let ca_pem = std::fs::read(&ca).unwrap();
     let url = format!("https://localhost:{port}");

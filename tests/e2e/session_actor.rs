@@ -137,7 +137,9 @@ async fn start(mut settings: Settings, scenario: Scenario) -> Rig {
     let sim = start_sim_with(scenario).await;
     let relay = Relay::start(sim.api_addr()).await;
     settings.upstream.address = relay.addr.to_string();
-    let service = server::start(settings, CancellationToken::new()).await.expect("service starts");
+    let service = server::start(settings.validate().expect("valid settings"), CancellationToken::new())
+        .await
+        .expect("service starts");
     let client = connect(service.grpc_addr).await;
     let rig = Rig { sim, relay, service, client };
     eventually("the session to be READY", WITHIN, || async {

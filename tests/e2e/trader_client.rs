@@ -224,7 +224,7 @@ async fn no_data_at_all_and_not_ready_exits_4() {
     let mut settings = fast_settings();
     settings.upstream.address = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let service = gateway_svc::start(settings, CancellationToken::new()).await.unwrap();
+    let service = gateway_svc::start(settings.validate().unwrap(), CancellationToken::new()).await.unwrap();
     let gateway = format!("http://{}", service.grpc_addr);
     let out = run(&gateway, &["--symbols", "AAPL", "--ready-timeout", "300ms"], RUN).await;
     assert_eq!(out.code, Some(4), "{}", out.stderr);

@@ -129,6 +129,12 @@ impl Plan {
         }
     }
 
+    /// The idle time before a probe, as the service derives it from the settings (IB's spacing
+    /// is a floor).
+    fn probe_idle(&self) -> Duration {
+        self.upstream.validate().map_or(MIN_PROBE_SPACING, |u| u.probe_idle)
+    }
+
     fn shipped(&self) -> bool {
         self.timings == Timings::Shipped
     }
@@ -136,7 +142,7 @@ impl Plan {
     /// On an idle session a probe goes out on the first check at least `probe_idle` after the
     /// last traffic; checks are `probe_idle / 3` apart, so probes come one such cycle apart.
     fn probe_cycle(&self) -> Duration {
-        let idle = self.upstream.probe_idle();
+        let idle = self.probe_idle();
         idle + idle / 3
     }
 
@@ -154,7 +160,7 @@ impl Plan {
             if self.shipped() { "shipped" } else { "SHORT (smoke)" },
             u.backoff_initial_ms,
             u.backoff_max_ms,
-            u.probe_idle().as_millis(),
+            self.probe_idle().as_millis(),
             u.probe_timeout_ms,
             outages.join(", "),
             self.silences,

@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_client::GatewayServiceClient;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ibgw_bridge::model::{Change, Position, SubjectStatus, SummaryValue};
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -193,7 +193,7 @@ impl Chain {
         let nats = Nats::start().await;
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let Demo { sim, service } = Demo::start(
-            gateway_settings(any),
+            gateway_settings(any).validate().expect("valid settings"),
             DemoAddrs { sim_api: any, sim_control: any },
             ib_sim::Scenario::default(),
             CancellationToken::new(),
@@ -231,8 +231,11 @@ impl Chain {
         assert!(self.service.is_none());
         let mut settings = gateway_settings(self.grpc_addr);
         settings.upstream.address = self.sim.api_addr().to_string();
-        self.service =
-            Some(gateway_svc::start(settings, CancellationToken::new()).await.expect("gateway-svc restarts"));
+        self.service = Some(
+            gateway_svc::start(settings.validate().expect("valid settings"), CancellationToken::new())
+                .await
+                .expect("gateway-svc restarts"),
+        );
     }
 
     /// Stops everything, the bridge first.

@@ -175,8 +175,7 @@ impl Connect for Dial {
 
 fn options() -> Options {
     Options {
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
+        backoff: ibgw_kit::BackoffPolicy::clamped(Duration::from_millis(10), Duration::from_millis(50)),
         not_served_retry: None,
     }
 }

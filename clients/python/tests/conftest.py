@@ -1,11 +1,11 @@
-"""Test support: `gateway-svc demo` on ephemeral ports, the simulator's control API, deadlines.
+"""Test support: `ibgw-demo` on ephemeral ports, the simulator's control API, deadlines.
 
 Tests only wait for conditions, up to deadlines; they never sleep to synchronise and never assert
 how fast something happened. Every deadline is multiplied by IBGW_TEST_PATIENCE (a whole number,
 default 3), so a loaded machine gets more time and a passing test takes no longer.
 
-GATEWAY_SVC_BIN names the gateway-svc binary (default: target/debug/gateway-svc of the repository
-these tests sit in).
+IBGW_DEMO_BIN names the ibgw-demo binary, gateway-svc against the embedded simulator (default:
+target/debug/ibgw-demo of the repository these tests sit in).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def patient(seconds: float) -> float:
     return seconds * PATIENCE
 
 
-def gateway_svc_bin() -> Path:
-    return Path(os.environ.get("GATEWAY_SVC_BIN") or ROOT / "target" / "debug" / "gateway-svc")
+def demo_bin() -> Path:
+    return Path(os.environ.get("IBGW_DEMO_BIN") or ROOT / "target" / "debug" / "ibgw-demo")
 
 
 def eventually(what: str, seconds: float, check: Callable[[], Optional[T]]) -> T:
@@ -77,19 +77,18 @@ def free_port() -> int:
 
 
 class Demo:
-    """`gateway-svc demo` on ephemeral ports (or the given gRPC address), stopped by `stop()`."""
+    """`ibgw-demo` on ephemeral ports (or the given gRPC address), stopped by `stop()`."""
 
     def __init__(self, grpc_listen: str = "127.0.0.1:0", extra: Sequence[str] = ()) -> None:
-        binary = gateway_svc_bin()
+        binary = demo_bin()
         if not os.access(binary, os.X_OK):
-            pytest.fail(f"{binary} is missing: build it (cargo build -p gateway-svc --bins) or set GATEWAY_SVC_BIN")
+            pytest.fail(f"{binary} is missing: build it (cargo build -p ibgw-demo --bins) or set IBGW_DEMO_BIN")
         self._log: IO[bytes] = tempfile.TemporaryFile()
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
         self.proc = subprocess.Popen(
             [
                 str(binary),
-                "demo",
                 "--grpc-listen",
                 grpc_listen,
                 "--ops-listen",

@@ -11,18 +11,17 @@ mod notices;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::StreamExt;
 use ibapi::prelude::{Client, NoticeStream};
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use ibgw_kit::Backoff;
+use tokio::time::{Duration, Instant, MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
-use crate::config::UpstreamSettings;
+use crate::config::Upstream;
 use crate::health::{Health, SessionState};
-use crate::maintenance::Schedule;
 use crate::model::{AccountRow, Row};
 use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
 use crate::state::State;
@@ -48,25 +47,17 @@ fn lost(cause: &'static str, reason: impl Into<String>) -> End {
 }
 
 /// Runs the actor until `shutdown`.
-pub async fn run(cfg: UpstreamSettings, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
-    let backoff =
-        Backoff::new(Duration::from_millis(cfg.backoff_initial_ms), Duration::from_millis(cfg.backoff_max_ms));
+pub async fn run(cfg: Upstream, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
+    let backoff = Backoff::new(cfg.backoff);
     let mut actor =
         Actor { cfg, maintenance, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
     actor.run().await;
 }
 
-/// When outages are expected, and how often to retry during them.
-#[derive(Debug, Clone)]
-pub struct Maintenance {
-    /// The windows.
-    pub schedule: Schedule,
-    /// Retry cadence inside a window.
-    pub retry_interval: Duration,
-}
+pub use crate::maintenance::Maintenance;
 
 struct Actor {
-    cfg: UpstreamSettings,
+    cfg: Upstream,
     maintenance: Maintenance,
     state: Arc<State>,
     shutdown: CancellationToken,
@@ -205,14 +196,14 @@ impl Actor {
             // One limiter for every request of the session: IB paces clients at 50 messages a
             // second, and following many positions' PnL is one request each.
             .rate_limiter(ibapi::RateLimiter::per_second(self.cfg.max_messages_per_second))
-            .one_shot_timeout(self.cfg.probe_timeout());
+            .one_shot_timeout(self.cfg.probe_timeout);
         let dialled = tokio::select! {
-            r = timeout(self.cfg.connect_timeout(), builder.connect_with_notice_stream()) => r,
+            r = timeout(self.cfg.connect_timeout, builder.connect_with_notice_stream()) => r,
             () = self.shutdown.cancelled() => return (End::Shutdown, false),
         };
         let (client, notices) = match dialled {
             Err(_) => {
-                let ms = self.cfg.connect_timeout_ms;
+                let ms = self.cfg.connect_timeout.as_millis();
                 return (lost("connect_timeout", format!("no API handshake within {ms} ms")), false);
             }
             Ok(Err(ibapi::Error::ClientIdInUse { client_id })) => {
@@ -236,7 +227,7 @@ impl Actor {
         let client = Arc::new(client);
         let started = Instant::now();
         let end = self.session(&client, notices).await;
-        let stable = started.elapsed() >= Duration::from_millis(self.cfg.backoff_reset_after_ms);
+        let stable = started.elapsed() >= self.cfg.backoff_reset_after;
         // Awaited: the socket is closed (FIN sent) before anything else happens.
         client.disconnect().await;
         debug!("upstream client disconnected");
@@ -270,7 +261,7 @@ impl Actor {
         let mut last_rx = Instant::now();
         // Checked three times per idle period, so a link goes unprobed at most a third of a
         // period longer than `probe_idle`; probes themselves stay `probe_idle` apart.
-        let mut probe_tick = tokio::time::interval(self.cfg.probe_idle() / 3);
+        let mut probe_tick = tokio::time::interval(self.cfg.probe_idle / 3);
         probe_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         probe_tick.reset();
 
@@ -350,9 +341,9 @@ impl Actor {
                     step
                 }
                 _ = probe_tick.tick() => {
-                    subs.account_pnl.check_deadline(&self.state, self.cfg.sync_timeout());
-                    subs.position_pnl.check_deadline(&self.state, self.cfg.sync_timeout());
-                    if last_rx.elapsed() < self.cfg.probe_idle() {
+                    subs.account_pnl.check_deadline(&self.state, self.cfg.sync_timeout);
+                    subs.position_pnl.check_deadline(&self.state, self.cfg.sync_timeout);
+                    if last_rx.elapsed() < self.cfg.probe_idle {
                         Ok(())
                     } else {
                         let probed = self.or_shutdown(self.probe(client)).await;
@@ -392,7 +383,7 @@ impl Actor {
 
     /// Runs `work` under the sync timeout, unless shutdown comes first.
     async fn within_sync<T>(&self, work: impl Future<Output = Result<T, End>>) -> Result<T, End> {
-        self.within(self.cfg.sync_timeout(), work).await
+        self.within(self.cfg.sync_timeout, work).await
     }
 
     /// Runs `work` under `deadline`, unless shutdown comes first.
@@ -410,7 +401,7 @@ impl Actor {
     /// timeout plus `paced` (how long the message budget holds new requests back). Used for a
     /// new session and after 1101 (IB dropped every subscription).
     async fn sync_all(&self, client: &Arc<Client>, paced: Duration) -> Result<Subs, End> {
-        self.within(self.cfg.sync_timeout() + paced, async {
+        self.within(self.cfg.sync_timeout + paced, async {
             // The subscriptions first, the one-shot last: a one-shot's timeout (the probe
             // timeout) runs from before its request waits for the message budget, and after 1101
             // the cancels just sent hold new requests back (100 position PnL cancels are 2.5 s
@@ -468,7 +459,7 @@ impl Actor {
     async fn open<K: Kind>(&self, client: &Client) -> Result<K::Sub, End> {
         // Retry a lagging first read for most of the sync timeout (a burst ends), so that a
         // buffer too small for the snapshot itself is reported as such before the timeout fires.
-        let until = Instant::now() + self.cfg.sync_timeout() * 3 / 4;
+        let until = Instant::now() + self.cfg.sync_timeout * 3 / 4;
         let (sub, rows) =
             upstream::open::<K>(client, &self.state.metrics, until).await.map_err(|e| read_lost(e, "sync_failed"))?;
         K::hub(&self.state).resync(self.epoch, rows);
@@ -477,7 +468,7 @@ impl Actor {
 
     async fn probe(&self, client: &Arc<Client>) -> Result<(), End> {
         let started = Instant::now();
-        match timeout(self.cfg.probe_timeout(), client.server_time()).await {
+        match timeout(self.cfg.probe_timeout, client.server_time()).await {
             Ok(Ok(_)) => {
                 let rtt = started.elapsed();
                 self.record_probe_rtt(rtt);
@@ -488,7 +479,7 @@ impl Actor {
             // gateway did not answer, which is the half-open case.
             Ok(Err(ibapi::Error::Timeout)) | Err(_) => Err(lost(
                 "probe_timeout",
-                format!("liveness probe unanswered for {} ms (half-open link)", self.cfg.probe_timeout_ms),
+                format!("liveness probe unanswered for {} ms (half-open link)", self.cfg.probe_timeout.as_millis()),
             )),
             Ok(Err(e)) => Err(lost("probe_failed", format!("liveness probe failed: {e}"))),
         }

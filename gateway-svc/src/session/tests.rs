@@ -1,19 +1,22 @@
 //! The session's notice handling, without a gateway.
 
+use std::time::Duration;
+
 use ibapi::prelude::Notice;
 
 use super::*;
+use crate::config::Upstream;
 use crate::farm::FarmStatus;
-use crate::maintenance::MaintenanceSettings;
+use crate::maintenance::{MaintenanceSettings, Schedule};
 use crate::model::Freshness;
 
 fn actor() -> Actor {
-    let cfg = UpstreamSettings::default();
+    let cfg = Upstream::default();
     let maintenance = Maintenance {
         schedule: Schedule::new(&MaintenanceSettings::default()).expect("no windows"),
         retry_interval: Duration::from_secs(1),
     };
-    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_millis(800));
+    let backoff = Backoff::new(cfg.backoff);
     let state = State::new("127.0.0.1:1", 1);
     Actor {
         cfg,

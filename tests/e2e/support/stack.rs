@@ -7,8 +7,8 @@ use std::time::Duration;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_client::GatewayServiceClient;
 use gateway_svc::Settings;
-use gateway_svc::demo::{Demo, DemoAddrs};
 use ib_sim::Scenario;
+use ibgw_demo::{Demo, DemoAddrs};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -55,9 +55,14 @@ pub async fn start_stack_with(settings: Settings, scenario: Scenario) -> Stack {
 pub async fn start_stack_unready(settings: Settings, scenario: Scenario) -> Stack {
     super::init_tracing();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let demo = Demo::start(settings, DemoAddrs { sim_api: any, sim_control: any }, scenario, CancellationToken::new())
-        .await
-        .expect("demo starts");
+    let demo = Demo::start(
+        settings.validate().expect("valid test settings"),
+        DemoAddrs { sim_api: any, sim_control: any },
+        scenario,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("demo starts");
     let client = connect(demo.service.grpc_addr).await;
     Stack { demo, client }
 }

@@ -1,13 +1,18 @@
-//! `gateway-svc demo`: the embedded simulator plus the service, for people without an IBKR
-//! account and for every test of the whole stack.
+//! `ibgw-demo`: the embedded simulator plus the service, for people without an IBKR account and
+//! for every test of the whole stack.
+//!
+//! A crate of its own, above both gateway-svc and ib-sim, so that the production binary
+//! (`gateway-svc`) cannot link the simulator: "production has no simulator" is a property of the
+//! dependency graph (`cargo tree -p gateway-svc -e normal` has no ib-sim), not of a feature flag
+//! that workspace feature unification could switch on.
 
 use std::net::SocketAddr;
 
 use ib_sim::{Scenario, Sim, SimConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
-use crate::server::{self, Running, StartError};
+use gateway_svc::config::Config;
+use gateway_svc::server::{self, Running, StartError};
 
 /// Where the demo listens.
 #[derive(Debug, Clone)]
@@ -39,16 +44,17 @@ pub enum DemoError {
 }
 
 impl Demo {
-    /// Starts the simulator, points `settings.upstream` at it, and starts the service.
+    /// Starts the simulator, points the upstream address at it, and starts the service.
     pub async fn start(
-        mut settings: Settings,
+        mut config: Config,
         addrs: DemoAddrs,
         scenario: Scenario,
         shutdown: CancellationToken,
     ) -> Result<Demo, DemoError> {
         let sim = Sim::start(SimConfig { api: addrs.sim_api, control: Some(addrs.sim_control), scenario }).await?;
-        settings.upstream.address = sim.api_addr().to_string();
-        match server::start(settings, shutdown).await {
+        // A bound socket address: host:port by construction, as validation requires.
+        config.upstream.address = sim.api_addr().to_string();
+        match server::start(config, shutdown).await {
             Ok(service) => Ok(Demo { sim, service }),
             Err(e) => {
                 sim.shutdown().await;
