@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use gateway_proto::pb;
 use gateway_proto::pb::gateway_service_server::{GatewayService, GatewayServiceServer};
-use gateway_svc::config::GrpcSettings;
+use gateway_svc::GrpcSettings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -152,7 +152,7 @@ impl EmptyServer {
                 .timeout(Duration::from_millis(g.unary_timeout_ms))
                 .concurrency_limit_per_connection(g.concurrency_per_connection)
                 .load_shed(true)
-                .add_service(GatewayServiceServer::with_interceptor(service, gateway_svc::auth::interceptor(None)));
+                .add_service(GatewayServiceServer::with_interceptor(service, gateway_svc::auth_interceptor(None)));
             tokio::spawn(async move {
                 let _ = router.serve_with_incoming_shutdown(incoming, shutdown).await;
             })

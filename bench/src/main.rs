@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     // The same runtime settings as gateway-svc, whose service also runs in this process for the
     // in-process scenarios.
-    let runtime = gateway_svc::runtime::builder().build().context("cannot start the runtime")?;
+    let runtime = gateway_svc::runtime_builder().build().context("cannot start the runtime")?;
     // The scenario runs as a task on the workers, not on this thread: collectors that thousands
     // of subscriber tasks report to would otherwise need a cross-thread wake-up (a futex call)
     // for nearly every report, load that the figures would wrongly attribute to the service.

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use ib_sim::{Scenario, Sim, SimConfig};
 use tokio_util::sync::CancellationToken;
 
-use gateway_svc::config::Config;
-use gateway_svc::server::{self, Running, StartError};
+use gateway_svc::Config;
+use gateway_svc::{Running, StartError};
 
 /// Where the demo listens.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ impl Demo {
         let sim = Sim::start(SimConfig { api: addrs.sim_api, control: Some(addrs.sim_control), scenario }).await?;
         // A bound socket address: host:port by construction, as validation requires.
         config.upstream.address = sim.api_addr().to_string();
-        match server::start(config, shutdown).await {
+        match gateway_svc::start(config, shutdown).await {
             Ok(service) => Ok(Demo { sim, service }),
             Err(e) => {
                 sim.shutdown().await;

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use gateway_svc::config::Config;
-use gateway_svc::process;
+use gateway_svc::Config;
+
 use ibgw_demo::{Demo, DemoAddrs};
 use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,7 @@ const PROGRAM: &str = "ibgw-demo";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut settings = match process::settings_or_exit(PROGRAM, args.config.as_deref()) {
+    let mut settings = match gateway_svc::settings_or_exit(PROGRAM, args.config.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -63,16 +63,16 @@ fn main() -> ExitCode {
         settings.ops.listen = a.to_string();
     }
     // Validated once, after the flags: an override is checked like the file it overrides.
-    let config = match process::config_or_exit(PROGRAM, &settings) {
+    let config = match gateway_svc::config_or_exit(PROGRAM, &settings) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let addrs = DemoAddrs { sim_api: args.sim_listen, sim_control: args.sim_control_listen };
-    process::run(PROGRAM, demo(config, addrs, args.scenario))
+    gateway_svc::run(PROGRAM, demo(config, addrs, args.scenario))
 }
 
 async fn demo(config: Config, addrs: DemoAddrs, scenario: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    gateway_svc::telemetry::init(&config.log);
+    gateway_svc::init_telemetry(&config.log);
     let scenario = match scenario {
         Some(path) => ib_sim::Scenario::from_file(&path).with_context(|| format!("scenario {}", path.display()))?,
         None => ib_sim::Scenario::default(),

@@ -13,10 +13,11 @@ use ibgw_kit::BackoffPolicy;
 use serde::Deserialize;
 
 /// Environment prefix: `IBGW__UPSTREAM__ADDRESS=127.0.0.1:4001`.
-pub const ENV_PREFIX: &str = "IBGW";
+pub(crate) const ENV_PREFIX: &str = "IBGW";
 
-pub use ibgw_kit::telemetry::{LogFormat, LogSettings};
-pub use ibgw_kit::{ConfigError, Secret};
+pub use ibgw_kit::ConfigError;
+pub(crate) use ibgw_kit::Secret;
+pub(crate) use ibgw_kit::telemetry::LogSettings;
 
 /// Where the configuration comes from: `IBGW__…` variables, and `./gateway.toml` when no file
 /// is named.
@@ -330,7 +331,7 @@ pub struct TwsApi {
     pub max_clients: usize,
 }
 
-pub use crate::maintenance::Maintenance;
+pub(crate) use crate::maintenance::Maintenance;
 
 impl Config {
     /// Reads and validates: [`Settings::read`], then [`Settings::validate`].

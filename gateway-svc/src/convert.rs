@@ -11,7 +11,7 @@ use crate::health::{Health, SessionState};
 use crate::model::{AccountPnlRow, Freshness, PositionPnlRow, PositionRow, SummaryRow, decimal};
 
 /// An `ibapi` position as a domain row.
-pub fn position_row(p: &Position) -> PositionRow {
+pub(crate) fn position_row(p: &Position) -> PositionRow {
     let c = &p.contract;
     let nonzero = |v: f64| if v == 0.0 { String::new() } else { decimal(v) };
     PositionRow {
@@ -32,17 +32,17 @@ pub fn position_row(p: &Position) -> PositionRow {
 }
 
 /// An `ibapi` summary row as a domain row.
-pub fn summary_row(s: &AccountSummary) -> SummaryRow {
+pub(crate) fn summary_row(s: &AccountSummary) -> SummaryRow {
     SummaryRow { account: s.account.clone(), tag: s.tag.clone(), value: s.value.clone(), currency: s.currency.clone() }
 }
 
 /// A wall-clock time as a protobuf timestamp.
-pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+pub(crate) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
 }
 
 /// Domain freshness as protobuf.
-pub fn freshness(f: &Freshness) -> pb::Freshness {
+pub(crate) fn freshness(f: &Freshness) -> pb::Freshness {
     match f {
         Freshness::Live => pb::Freshness { state: pb::FreshnessState::Live as i32, since: None, reason: String::new() },
         Freshness::Stale { since, reason } => pb::Freshness {
@@ -57,7 +57,7 @@ pub fn freshness(f: &Freshness) -> pb::Freshness {
 }
 
 /// Position row as protobuf.
-pub fn position(p: &PositionRow) -> pb::Position {
+pub(crate) fn position(p: &PositionRow) -> pb::Position {
     pb::Position {
         account: p.account.clone(),
         con_id: p.con_id,
@@ -76,12 +76,12 @@ pub fn position(p: &PositionRow) -> pb::Position {
 }
 
 /// Position key as protobuf.
-pub fn position_key(k: &(String, i64)) -> pb::PositionKey {
+pub(crate) fn position_key(k: &(String, i64)) -> pb::PositionKey {
     pb::PositionKey { account: k.0.clone(), con_id: k.1 }
 }
 
 /// Summary row as protobuf.
-pub fn summary_value(s: &SummaryRow) -> pb::SummaryValue {
+pub(crate) fn summary_value(s: &SummaryRow) -> pb::SummaryValue {
     pb::SummaryValue {
         account: s.account.clone(),
         tag: s.tag.clone(),
@@ -91,12 +91,12 @@ pub fn summary_value(s: &SummaryRow) -> pb::SummaryValue {
 }
 
 /// Summary key as protobuf.
-pub fn summary_key(k: &(String, String, String)) -> pb::SummaryKey {
+pub(crate) fn summary_key(k: &(String, String, String)) -> pb::SummaryKey {
     pb::SummaryKey { account: k.0.clone(), tag: k.1.clone(), currency: k.2.clone() }
 }
 
 /// Account PnL row as protobuf.
-pub fn account_pnl(r: &AccountPnlRow) -> pb::AccountPnl {
+pub(crate) fn account_pnl(r: &AccountPnlRow) -> pb::AccountPnl {
     pb::AccountPnl {
         account: r.account.clone(),
         daily_pnl: r.daily.clone(),
@@ -107,7 +107,7 @@ pub fn account_pnl(r: &AccountPnlRow) -> pb::AccountPnl {
 }
 
 /// Position PnL row as protobuf.
-pub fn position_pnl(r: &PositionPnlRow) -> pb::PositionPnl {
+pub(crate) fn position_pnl(r: &PositionPnlRow) -> pb::PositionPnl {
     pb::PositionPnl {
         account: r.account.clone(),
         con_id: r.con_id,
@@ -125,7 +125,7 @@ pub fn position_pnl(r: &PositionPnlRow) -> pb::PositionPnl {
 const BASE_CURRENCY: &str = "BASE";
 
 /// Session state as protobuf.
-pub fn session_state(s: SessionState) -> pb::SessionState {
+pub(crate) fn session_state(s: SessionState) -> pb::SessionState {
     match s {
         SessionState::Connecting => pb::SessionState::Connecting,
         SessionState::Syncing => pb::SessionState::Syncing,
@@ -137,7 +137,7 @@ pub fn session_state(s: SessionState) -> pb::SessionState {
 }
 
 /// Health as protobuf.
-pub fn health(h: &Health, subscribers: usize) -> pb::Health {
+pub(crate) fn health(h: &Health, subscribers: usize) -> pb::Health {
     pb::Health {
         state: session_state(h.state) as i32,
         reason: h.reason.clone(),

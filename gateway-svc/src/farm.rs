@@ -75,7 +75,7 @@ pub struct Farm {
 }
 
 /// Reads a farm notice; `None` for any other code.
-pub fn parse(code: i32, message: &str) -> Option<Farm> {
+pub(crate) fn parse(code: i32, message: &str) -> Option<Farm> {
     use tws_wire::notice::code::*;
     let (kind, status) = match code {
         MARKET_FARM_BROKEN => (FarmKind::MarketData, FarmStatus::Broken),

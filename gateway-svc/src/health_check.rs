@@ -22,7 +22,7 @@ use crate::state::State;
 
 /// The service, cheap to clone.
 #[derive(Debug, Clone)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     state: Arc<State>,
     shutdown: CancellationToken,
 }
@@ -57,7 +57,7 @@ impl Target {
 
 impl HealthCheck {
     /// The grpc.health.v1 server for `state`, ending its watches on `shutdown`.
-    pub fn server(state: Arc<State>, shutdown: CancellationToken) -> HealthServer<Self> {
+    pub(crate) fn server(state: Arc<State>, shutdown: CancellationToken) -> HealthServer<Self> {
         HealthServer::new(Self { state, shutdown })
     }
 }

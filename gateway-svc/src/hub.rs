@@ -30,10 +30,10 @@ use tokio::sync::{broadcast, watch};
 use crate::model::{Freshness, Row};
 
 /// The rows of one data kind, by key: a persistent ordered map, cheap to clone and to change.
-pub type Rows<T> = imbl::OrdMap<<T as Row>::Key, T>;
+pub(crate) type Rows<T> = imbl::OrdMap<<T as Row>::Key, T>;
 
 /// Changes buffered per receiver before it counts as lagging.
-pub const CHANGE_CAPACITY: usize = 1024;
+pub(crate) const CHANGE_CAPACITY: usize = 1024;
 
 /// The full state of one data kind.
 #[derive(Debug, Clone)]
@@ -143,7 +143,7 @@ pub struct Hub<T: Row> {
 
 impl<T: Row> Hub<T> {
     /// An empty hub whose data is UNKNOWN for `reason`.
-    pub fn new(reason: &str) -> Self {
+    pub(crate) fn new(reason: &str) -> Self {
         let snapshot = Snapshot {
             epoch: 0,
             version: 0,
@@ -189,7 +189,7 @@ impl<T: Row> Hub<T> {
     }
 
     /// Applies live updates. Unchanged rows are dropped; nothing is published if nothing changed.
-    pub fn apply(&self, upserts: Vec<T>, removals: Vec<T::Key>) {
+    pub(crate) fn apply(&self, upserts: Vec<T>, removals: Vec<T::Key>) {
         let cur = self.snapshot();
         let mut next = (*cur).clone();
         let upserts: Vec<T> =
@@ -210,7 +210,7 @@ impl<T: Row> Hub<T> {
     }
 
     /// Replaces the whole state with a fresh upstream sync and publishes the differences.
-    pub fn resync(&self, epoch: u64, rows: BTreeMap<T::Key, T>) {
+    pub(crate) fn resync(&self, epoch: u64, rows: BTreeMap<T::Key, T>) {
         let rows: Rows<T> = rows.into_iter().collect();
         let cur = self.snapshot();
         let upserts: Vec<T> = rows.values().filter(|r| cur.rows.get(&r.key()) != Some(*r)).cloned().collect();
@@ -230,7 +230,7 @@ impl<T: Row> Hub<T> {
     }
 
     /// Changes freshness only (the data stays as it is). No-op when unchanged.
-    pub fn set_freshness(&self, freshness: Freshness) {
+    pub(crate) fn set_freshness(&self, freshness: Freshness) {
         let cur = self.snapshot();
         if cur.freshness == freshness {
             return;
@@ -242,14 +242,14 @@ impl<T: Row> Hub<T> {
     /// Marks the data live again after IB restored the link with data maintained (1102), but
     /// only data synced in session `epoch`: rows left from an earlier session stay stale until
     /// their own resync.
-    pub fn live_again(&self, epoch: u64) {
+    pub(crate) fn live_again(&self, epoch: u64) {
         if self.snapshot().epoch == epoch {
             self.set_freshness(Freshness::Live);
         }
     }
 
     /// Marks the data stale for `reason`, keeping the first `since` of an ongoing outage.
-    pub fn mark_stale(&self, reason: &str) {
+    pub(crate) fn mark_stale(&self, reason: &str) {
         let f = self.snapshot().freshness.stale_from(reason);
         self.set_freshness(f);
     }

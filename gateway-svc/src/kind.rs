@@ -4,11 +4,13 @@
 //! one hub field in [`State`], its proto, and one line where its wire encoders are declared.
 
 use crate::hub::Hub;
-use crate::model::{AccountPnlRow, AccountRow, Freshness, PositionPnlRow, PositionRow, Row, SummaryRow};
+#[cfg(test)]
+use crate::model::Freshness;
+use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Row, SummaryRow};
 use crate::state::State;
 
 /// A row type that is one of the data kinds: which one, and where its hub is.
-pub trait Kind: Row {
+pub(crate) trait Kind: Row {
     /// The kind.
     const KIND: DataKind;
     /// Its hub in the shared state.
@@ -16,12 +18,13 @@ pub trait Kind: Row {
 }
 
 /// What the session does to every kind at once, whatever its rows.
-pub trait Freshen {
+pub(crate) trait Freshen {
     /// Marks the data stale for `reason` (see [`Hub::mark_stale`]).
     fn mark_stale(&self, reason: &str);
     /// Marks data synced in session `epoch` live again (see [`Hub::live_again`]).
     fn live_again(&self, epoch: u64);
-    /// How fresh the data is now.
+    /// How fresh the data is now (what the tests check).
+    #[cfg(test)]
     fn freshness(&self) -> Freshness;
 }
 
@@ -34,6 +37,7 @@ impl<T: Row> Freshen for Hub<T> {
         Hub::live_again(self, epoch);
     }
 
+    #[cfg(test)]
     fn freshness(&self) -> Freshness {
         self.snapshot().freshness.clone()
     }
@@ -43,12 +47,12 @@ impl DataKind {
     /// Whether IB's 1102 ("connectivity restored, data maintained") makes this kind's data live
     /// again as it is. The account summary is the exception: the session asks for it again
     /// (IB refreshes its values then), so it turns live with its new rows.
-    pub const fn live_again_on_1102(self) -> bool {
+    pub(crate) const fn live_again_on_1102(self) -> bool {
         !matches!(self, DataKind::Summary)
     }
 
     /// Whether clients can stream it (the managed accounts are only listed).
-    pub const fn streamed(self) -> bool {
+    pub(crate) const fn streamed(self) -> bool {
         !matches!(self, DataKind::Accounts)
     }
 }
@@ -58,7 +62,7 @@ macro_rules! data_kinds {
     ($($variant:ident => $row:ty, $field:ident, $label:literal;)*) => {
         /// One kind of data the service keeps and serves.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum DataKind {
+        pub(crate) enum DataKind {
             $(
                 #[doc = concat!("Rows of `", stringify!($row), "`, labelled `", $label, "`.")]
                 $variant,
@@ -67,10 +71,10 @@ macro_rules! data_kinds {
 
         impl DataKind {
             /// Every kind, in a fixed order.
-            pub const ALL: &'static [DataKind] = &[$(DataKind::$variant),*];
+            pub(crate) const ALL: &'static [DataKind] = &[$(DataKind::$variant),*];
 
             /// Its name in metrics labels and logs.
-            pub const fn label(self) -> &'static str {
+            pub(crate) const fn label(self) -> &'static str {
                 match self {
                     $(DataKind::$variant => $label,)*
                 }
@@ -88,7 +92,7 @@ macro_rules! data_kinds {
 
         impl State {
             /// The hub of `kind`, for what the session does to every kind alike.
-            pub fn freshen(&self, kind: DataKind) -> &dyn Freshen {
+            pub(crate) fn freshen(&self, kind: DataKind) -> &dyn Freshen {
                 match kind {
                     $(DataKind::$variant => &self.$field,)*
                 }

@@ -15,35 +15,56 @@
 //! The demo (this service against the embedded simulator) is the `ibgw-demo` crate, above this
 //! one, so that this crate's dependency graph holds no simulator.
 
-pub mod auth;
-pub mod config;
-pub mod convert;
-pub mod farm;
-pub mod front_door;
-pub mod grpc;
-pub mod health;
-pub mod health_check;
-pub mod hub;
-pub mod kind;
-pub mod maintenance;
-pub mod metrics;
-pub mod model;
-pub mod ops;
-pub mod pnl;
-pub mod probe;
-pub mod process;
-pub mod runtime;
-pub mod server;
-pub mod session;
-pub mod state;
-pub mod telemetry;
-pub mod upstream;
+mod auth;
+mod config;
+mod convert;
+mod farm;
+mod front_door;
+mod grpc;
+mod health;
+mod health_check;
+mod hub;
+mod kind;
+mod maintenance;
+mod metrics;
+mod model;
+mod ops;
+mod pnl;
+mod probe;
+mod process;
+mod runtime;
+mod server;
+mod session;
+mod state;
+mod telemetry;
+mod upstream;
 
-pub use config::{Config, Settings};
-pub use server::{Running, start};
-
+// Running the service.
+pub use server::{Running, StartError, start};
+// Its configuration: the settings as read (TOML and IBGW__… variables) and, validated once, the
+// typed configuration the service runs with.
+pub use config::{
+    AuthSettings, Config, ConfigError, GrpcSettings, MIN_PROBE_SPACING, OpsSettings, Settings, ShutdownSettings,
+    TwsApiSettings, UpstreamSettings,
+};
+pub use maintenance::{MaintenanceSettings, WindowSettings};
+// What a binary does around it.
 /// Exit code for bad configuration (`EX_USAGE`), shared by every ibgw binary.
 pub use ibgw_kit::EXIT_CONFIG;
+pub use process::{config_or_exit, run, settings_or_exit};
+pub use runtime::builder as runtime_builder;
+pub use telemetry::init as init_telemetry;
+// Checking a running service's health (`gateway-svc health`).
+pub use probe::{
+    Options as ProbeOptions, ProbeError, ResolveError as ProbeResolveError, Target as ProbeTarget, check as probe,
+    check_target as probe_target, resolve as probe_target_from,
+};
+// The shared state, read-only outside this crate (for programs that embed the service).
+pub use health::{Health, SessionState};
+pub use model::decimal;
+pub use state::State;
+// A server with the service's own authentication (benchmark baselines).
+pub use auth::interceptor as auth_interceptor;
 
 #[cfg(test)]
 mod testing {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use gateway_svc::config::{Config, Settings};
-use gateway_svc::process;
+use gateway_svc::{Config, Settings};
+
 use ibgw_kit::Signals;
 use tokio_util::sync::CancellationToken;
 
@@ -68,11 +68,11 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         // Reads the configuration only when its options leave something open (see probe::resolve).
         Command::Health { addr, tls_ca, tls_domain, config, service, timeout_ms } => {
-            let options = gateway_svc::probe::Options { addr, tls_ca, tls_domain };
-            process::run(PROGRAM, async move { health(&options, config.as_deref(), &service, timeout_ms).await })
+            let options = gateway_svc::ProbeOptions { addr, tls_ca, tls_domain };
+            gateway_svc::run(PROGRAM, async move { health(&options, config.as_deref(), &service, timeout_ms).await })
         }
         Command::Serve { config } => match load(config.as_deref()) {
-            Ok((_, config)) => process::run(PROGRAM, serve(config)),
+            Ok((_, config)) => gateway_svc::run(PROGRAM, serve(config)),
             Err(code) => code,
         },
         Command::CheckConfig { config } => match load(config.as_deref()) {
@@ -88,13 +88,13 @@ fn main() -> ExitCode {
 
 /// The settings as read and, validated once, the configuration; or exit 64 after one line.
 fn load(file: Option<&Path>) -> Result<(Settings, Config), ExitCode> {
-    let settings = process::settings_or_exit(PROGRAM, file)?;
-    let config = process::config_or_exit(PROGRAM, &settings)?;
+    let settings = gateway_svc::settings_or_exit(PROGRAM, file)?;
+    let config = gateway_svc::config_or_exit(PROGRAM, &settings)?;
     Ok((settings, config))
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    gateway_svc::telemetry::init(&config.log);
+    gateway_svc::init_telemetry(&config.log);
     let signals = Signals::install();
     let shutdown = CancellationToken::new();
     let running = gateway_svc::start(config, shutdown.clone()).await?;
@@ -111,12 +111,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn health(
-    options: &gateway_svc::probe::Options,
+    options: &gateway_svc::ProbeOptions,
     config: Option<&std::path::Path>,
     service: &str,
     timeout_ms: u64,
 ) -> anyhow::Result<ExitCode> {
-    use gateway_svc::probe::{ResolveError, check_target, resolve};
+    use gateway_svc::{ProbeResolveError as ResolveError, probe_target as check_target, probe_target_from as resolve};
     let target = match resolve(options, || Config::load(config)) {
         Ok(target) => target,
         Err(ResolveError::Config(e)) => {

@@ -22,7 +22,7 @@ use crate::farm::{Farm, FarmKind, FarmStatus};
 use crate::health::SessionState;
 
 /// Every reconnect cause the session reports.
-pub const RECONNECT_CAUSES: [&str; 12] = [
+pub(crate) const RECONNECT_CAUSES: [&str; 12] = [
     "client_id_in_use",
     "connect_failed",
     "connect_timeout",
@@ -39,25 +39,25 @@ pub const RECONNECT_CAUSES: [&str; 12] = [
 
 /// Buckets of `ibgw_grpc_server_handling_seconds`: from 100 µs (a unary call answers from
 /// memory) to 10 s (twice the default `grpc.unary_timeout_ms`).
-pub const RPC_SECONDS_BUCKETS: [f64; 16] =
+pub(crate) const RPC_SECONDS_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The data kinds that are followed upstream and streamed, as metric labels (registered at zero;
 /// see [`crate::kind::DataKind::label`]).
-pub fn kinds() -> impl Iterator<Item = &'static str> {
+pub(crate) fn kinds() -> impl Iterator<Item = &'static str> {
     crate::kind::DataKind::ALL.iter().filter(|k| k.streamed()).map(|k| k.label())
 }
 
 /// Why the TWS front door refused a connection or a request, as metric labels.
-pub const FRONT_DOOR_REFUSALS: [&str; 6] =
+pub(crate) const FRONT_DOOR_REFUSALS: [&str; 6] =
     ["client_id_in_use", "malformed", "max_clients", "read_only", "unsupported", "version"];
 
 /// Notice classes, as metric labels.
-pub const NOTICE_CLASSES: [&str; 3] = ["link", "farm", "other"];
+pub(crate) const NOTICE_CLASSES: [&str; 3] = ["link", "farm", "other"];
 
 /// The code a stream is closed with when its client went away (or a call was cut by the
 /// server-side deadline) before the service sent a status: what tonic reports for it.
-pub const CODE_ABANDONED: &str = "CANCELLED";
+pub(crate) const CODE_ABANDONED: &str = "CANCELLED";
 
 const RPC_SECONDS: &str = "ibgw_grpc_server_handling_seconds";
 
@@ -69,7 +69,7 @@ const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, S
 
 /// How a method of `gateway.v1.GatewayService` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RpcKind {
+pub(crate) enum RpcKind {
     /// One request, one response: timed in `ibgw_grpc_server_handling_seconds`.
     Unary,
     /// A server stream: counted in `ibgw_grpc_streams_*`.
@@ -78,7 +78,7 @@ pub enum RpcKind {
 
 /// Every method of `gateway.v1.GatewayService` with its kind, in the proto's order, read once
 /// from the compiled descriptor: a method added to the proto is recorded without a change here.
-pub fn rpc_methods() -> &'static [(&'static str, RpcKind)] {
+pub(crate) fn rpc_methods() -> &'static [(&'static str, RpcKind)] {
     static METHODS: OnceLock<Vec<(&'static str, RpcKind)>> = OnceLock::new();
     METHODS.get_or_init(|| {
         use prost::Message;
@@ -101,13 +101,13 @@ pub fn rpc_methods() -> &'static [(&'static str, RpcKind)] {
 }
 
 /// The methods of one kind.
-pub fn rpc_methods_of(kind: RpcKind) -> impl Iterator<Item = &'static str> {
+pub(crate) fn rpc_methods_of(kind: RpcKind) -> impl Iterator<Item = &'static str> {
     rpc_methods().iter().filter(move |(_, k)| *k == kind).map(|(m, _)| *m)
 }
 
 /// The label and kind of a method name, or None for a name the service does not have (never a
 /// label: unknown names would make the cardinality unbounded).
-pub fn rpc_method(name: &str) -> Option<(&'static str, RpcKind)> {
+pub(crate) fn rpc_method(name: &str) -> Option<(&'static str, RpcKind)> {
     rpc_methods().iter().find(|(m, _)| *m == name).copied()
 }
 
@@ -409,7 +409,7 @@ fn key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
 }
 
 /// The gRPC status name of a code, as metric label.
-pub fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

@@ -12,7 +12,7 @@ use axum::routing::get;
 use crate::state::State;
 
 /// The ops router.
-pub fn router(state: Arc<State>) -> Router {
+pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

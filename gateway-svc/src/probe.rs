@@ -173,7 +173,7 @@ where
 }
 
 /// The address to dial for a listen address: loopback for an unspecified one (`0.0.0.0`, `[::]`).
-pub fn dialable(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn dialable(listen: SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

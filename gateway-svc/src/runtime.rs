@@ -17,16 +17,16 @@ use tokio::runtime::Builder;
 
 /// Whether this build turns the LIFO slot off (built with `--cfg tokio_unstable`). Exported as
 /// the `ibgw_runtime_tuned` gauge.
-pub const TUNED: bool = cfg!(tokio_unstable);
+pub(crate) const TUNED: bool = cfg!(tokio_unstable);
 
 /// What a build without `--cfg tokio_unstable` loses: the `lost` field of its start-up warning
 /// ("built without --cfg tokio_unstable", logged by [`crate::server::start`]).
-pub const UNTUNED_LOST: &str = "tokio's LIFO slot stays on, so every stream message costs its HTTP/2 connection a \
+pub(crate) const UNTUNED_LOST: &str = "tokio's LIFO slot stays on, so every stream message costs its HTTP/2 connection a \
      write of its own instead of one batch per change: about twice the CPU per change with 10,000 streams \
      (docs/BENCHMARKS.md, F7)";
 
 /// How to get the tuning back: the `fix` field of that warning.
-pub const UNTUNED_FIX: &str = "rebuild from the repository root, whose .cargo/config.toml sets the flag; if RUSTFLAGS \
+pub(crate) const UNTUNED_FIX: &str = "rebuild from the repository root, whose .cargo/config.toml sets the flag; if RUSTFLAGS \
      is set, add --cfg tokio_unstable to it (RUSTFLAGS replaces config.toml's rustflags)";
 
 /// The service's runtime builder; callers add sizing and build.

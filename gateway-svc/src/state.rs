@@ -14,7 +14,7 @@ use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Summa
 
 /// Health changes buffered per WatchHealth stream; one that falls further behind is given the
 /// latest health instead of the ones it missed.
-pub const HEALTH_CHANGES: usize = 256;
+pub(crate) const HEALTH_CHANGES: usize = 256;
 
 /// Shared state. Cheap to clone behind an `Arc`. One hub per data kind: a new kind's hub is
 /// added here and named in [`crate::kind`]'s table.
@@ -41,7 +41,7 @@ pub struct State {
 
 impl State {
     /// Fresh state for a session that is about to dial `upstream`.
-    pub fn new(upstream: &str, client_id: i32) -> Arc<Self> {
+    pub(crate) fn new(upstream: &str, client_id: i32) -> Arc<Self> {
         let reason = format!("no data yet: connecting to {upstream}");
         Arc::new(Self {
             accounts: Hub::new(&reason),
@@ -64,7 +64,7 @@ impl State {
     /// Updates health in place and publishes it: the new value on the watch, and the change, in
     /// version order, on the change feed (sent under the watch's lock, so the feed's order is the
     /// versions' order).
-    pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
+    pub(crate) fn update_health(&self, f: impl FnOnce(&mut Health)) {
         self.health.send_modify(|h| {
             let health = Arc::make_mut(h);
             f(health);
@@ -82,7 +82,7 @@ impl State {
     }
 
     /// Marks every data kind stale for `reason` (keeping an outage's first `since`).
-    pub fn mark_all_stale(&self, reason: &str) {
+    pub(crate) fn mark_all_stale(&self, reason: &str) {
         for kind in DataKind::ALL {
             self.freshen(*kind).mark_stale(reason);
         }
@@ -94,7 +94,7 @@ impl State {
     }
 
     /// Takes a subscriber slot if fewer than `cap` are taken. The slot frees itself on drop.
-    pub fn try_subscribe(self: &Arc<Self>, cap: usize) -> Option<SubscriberSlot> {
+    pub(crate) fn try_subscribe(self: &Arc<Self>, cap: usize) -> Option<SubscriberSlot> {
         let mut cur = self.subscribers.load(Ordering::Relaxed);
         loop {
             if cur >= cap {
@@ -110,13 +110,13 @@ impl State {
 
 /// One open stream's claim on the subscriber cap.
 #[derive(Debug)]
-pub struct SubscriberSlot {
+pub(crate) struct SubscriberSlot {
     state: Arc<State>,
 }
 
 impl SubscriberSlot {
     /// The metrics of the service this slot belongs to.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.state.metrics
     }
 }

@@ -14,7 +14,7 @@ pub fn init(log: &LogSettings) {
 /// off here: gateway-svc owns reconnects and logs each loss itself, at WARN with its cause
 /// (`upstream session lost`), and the next step in `session state`. A routine gateway restart
 /// must not page anyone, so those lines are dropped; the crate's other messages pass.
-pub fn is_crate_reconnect_chatter(target: &str, level: tracing::Level) -> bool {
+pub(crate) fn is_crate_reconnect_chatter(target: &str, level: tracing::Level) -> bool {
     level == tracing::Level::ERROR && target.starts_with("ibapi::transport")
 }
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gateway_proto::pb;
-use gateway_svc::health::SessionState;
-use gateway_svc::state::State;
+use gateway_svc::SessionState;
+use gateway_svc::State;
 use ibgw_demo::Demo;
 
 /// Positions as (account, con_id) → quantity.

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use gateway_svc::model::decimal;
+use gateway_svc::decimal;
 use ibapi::accounts::{AccountSummaryResult, AccountSummaryTags, PositionUpdate};
 use ibapi::prelude::{AccountGroup, Client, SubscriptionItem};
 
-use gateway_svc::state::State;
+use gateway_svc::State;
 
 use crate::actors::{DashboardResult, TraderResult, Truth, spread};
 

@@ -135,9 +135,9 @@ async fn a_full_gateway_is_retried_until_a_slot_frees() {
     demo.sim.shutdown().await;
 }
 
-fn window_around_now() -> gateway_svc::maintenance::WindowSettings {
+fn window_around_now() -> gateway_svc::WindowSettings {
     let start = jiff_now_minus_minutes(1);
-    gateway_svc::maintenance::WindowSettings { name: "test reset".into(), start, duration_minutes: 10, days: vec![] }
+    gateway_svc::WindowSettings { name: "test reset".into(), start, duration_minutes: 10, days: vec![] }
 }
 
 fn jiff_now_minus_minutes(m: u64) -> String {

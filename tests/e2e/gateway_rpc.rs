@@ -182,7 +182,7 @@ async fn the_subscriber_cap_answers_resource_exhausted() {
 async fn grpc_health_and_ops_endpoints_follow_the_session() {
     let stack = start_stack().await;
     let addr = format!("http://{}", stack.demo.service.grpc_addr);
-    let status = gateway_svc::probe::check(&addr, gateway_proto::SERVICE_NAME, Duration::from_secs(2)).await.unwrap();
+    let status = gateway_svc::probe(&addr, gateway_proto::SERVICE_NAME, Duration::from_secs(2)).await.unwrap();
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving);
     let ops = stack.demo.service.ops_addr;
     let ready = http_get(ops, "/readyz").await;
@@ -192,11 +192,11 @@ async fn grpc_health_and_ops_endpoints_follow_the_session() {
 
     stack.sim().inject(ib_sim::Fault::Restart { down_ms: 60_000 }).unwrap();
     crate::support::eventually("NOT_SERVING during the outage", Duration::from_secs(5), || async {
-        let s = gateway_svc::probe::check(&addr, gateway_proto::SERVICE_NAME, Duration::from_secs(2)).await.ok()?;
+        let s = gateway_svc::probe(&addr, gateway_proto::SERVICE_NAME, Duration::from_secs(2)).await.ok()?;
         (s == tonic_health::pb::health_check_response::ServingStatus::NotServing).then_some(())
     })
     .await;
-    let process = gateway_svc::probe::check(&addr, "", Duration::from_secs(2)).await.unwrap();
+    let process = gateway_svc::probe(&addr, "", Duration::from_secs(2)).await.unwrap();
     assert_eq!(process, tonic_health::pb::health_check_response::ServingStatus::Serving, "the process itself is fine");
     let not_ready = http_get(ops, "/readyz").await;
     assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");

@@ -120,7 +120,7 @@ async fn token_refusals_are_recorded_and_health_checks_are_not() {
     })
     .await;
     let addr = format!("http://{}", stack.demo.service.grpc_addr);
-    let probe = gateway_svc::probe::check(&addr, gateway_proto::SERVICE_NAME, Duration::from_secs(2)).await;
+    let probe = gateway_svc::probe(&addr, gateway_proto::SERVICE_NAME, Duration::from_secs(2)).await;
     assert!(probe.is_ok(), "grpc.health.v1 needs no token: {probe:?}");
     let err = stack.client.clone().get_health(pb::GetHealthRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -139,11 +139,11 @@ async fn token_refusals_are_recorded_and_health_checks_are_not() {
     stack.demo.sim.shutdown().await;
 }
 
-fn window_around_now() -> gateway_svc::maintenance::WindowSettings {
+fn window_around_now() -> gateway_svc::WindowSettings {
     // HH:MM in UTC, a minute ago, for ten minutes; the window's zone is UTC below.
     let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() - 60;
     let start = format!("{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60);
-    gateway_svc::maintenance::WindowSettings { name: "test reset".into(), start, duration_minutes: 10, days: vec![] }
+    gateway_svc::WindowSettings { name: "test reset".into(), start, duration_minutes: 10, days: vec![] }
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use gateway_proto::pb;
+use gateway_svc::Running;
 use gateway_svc::Settings;
-use gateway_svc::server::{self, Running};
 use ib_sim::{Fault, Scenario, Sim};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -137,7 +137,7 @@ async fn start(mut settings: Settings, scenario: Scenario) -> Rig {
     let sim = start_sim_with(scenario).await;
     let relay = Relay::start(sim.api_addr()).await;
     settings.upstream.address = relay.addr.to_string();
-    let service = server::start(settings.validate().expect("valid settings"), CancellationToken::new())
+    let service = gateway_svc::start(settings.validate().expect("valid settings"), CancellationToken::new())
         .await
         .expect("service starts");
     let client = connect(service.grpc_addr).await;

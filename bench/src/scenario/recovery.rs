@@ -32,7 +32,7 @@
 use std::time::{Duration, SystemTime};
 
 use gateway_proto::pb;
-use gateway_svc::config::{MIN_PROBE_SPACING, UpstreamSettings};
+use gateway_svc::{MIN_PROBE_SPACING, UpstreamSettings};
 use ib_sim::{Fault, Position};
 use tokio::sync::mpsc;
 use tokio::time::Instant;

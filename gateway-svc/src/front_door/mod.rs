@@ -35,7 +35,7 @@ mod subscriptions;
 
 /// Shared by every front-door connection.
 #[derive(Debug)]
-pub struct FrontDoor {
+pub(crate) struct FrontDoor {
     state: Arc<State>,
     shutdown: CancellationToken,
     /// Client ids of started connections.
@@ -50,7 +50,7 @@ pub struct FrontDoor {
 
 impl FrontDoor {
     /// A front door over `state`, admitting at most `max_clients` connections.
-    pub fn new(state: Arc<State>, shutdown: CancellationToken, max_clients: usize) -> Arc<Self> {
+    pub(crate) fn new(state: Arc<State>, shutdown: CancellationToken, max_clients: usize) -> Arc<Self> {
         Arc::new(Self {
             state,
             shutdown,
@@ -62,7 +62,7 @@ impl FrontDoor {
     }
 
     /// Connections open now.
-    pub fn clients(&self) -> usize {
+    pub(crate) fn clients(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
@@ -91,7 +91,7 @@ impl FrontDoor {
 
     /// Accepts connections until shutdown. Each connection is its own task on `tracker`, which
     /// the service waits for at shutdown: every client sees its connection closed cleanly.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, tracker: TaskTracker) {
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener, tracker: TaskTracker) {
         let mut next_conn: u64 = 0;
         loop {
             let accepted = tokio::select! {

@@ -57,7 +57,7 @@ impl From<UpdateKind> for gateway_proto::pb::UpdateKind {
 
 /// One stream message before encoding.
 #[derive(Debug)]
-pub struct Update<'a, T: Row> {
+pub(crate) struct Update<'a, T: Row> {
     /// What the message carries.
     pub kind: UpdateKind,
     /// Full set (snapshot, resync).
@@ -71,7 +71,7 @@ pub struct Update<'a, T: Row> {
 }
 
 /// How one data kind's stream messages go on the wire.
-pub trait StreamWire: Row {
+pub(crate) trait StreamWire: Row {
     /// Field number of `seq` in the stream's response message.
     const SEQ_FIELD: u32;
     /// Encodes `update` without its `seq` (which is per stream and appended when sent).
@@ -79,7 +79,7 @@ pub trait StreamWire: Row {
 }
 
 /// A boxed stream of responses, as tonic wants it.
-pub type WireStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send + 'static>>;
+pub(crate) type WireStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send + 'static>>;
 
 /// Which rows a stream wants: `None` is every row.
 pub(super) type Filter<T> = Option<Box<dyn Fn(&T) -> bool + Send + Sync>>;

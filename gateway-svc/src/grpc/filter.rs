@@ -61,7 +61,7 @@ fn validate(kind: &str, values: &[String], charset: Charset) -> Result<BTreeSet<
 
 /// Which positions a caller wants.
 #[derive(Debug, Clone, Default)]
-pub struct PositionFilter {
+pub(crate) struct PositionFilter {
     /// Accounts (empty: all).
     pub accounts: BTreeSet<String>,
     symbols: BTreeSet<String>,
@@ -69,19 +69,19 @@ pub struct PositionFilter {
 
 impl PositionFilter {
     /// Validates a request's filter. Symbols are matched case-insensitively (IB's are upper case).
-    pub fn new(accounts: &[String], symbols: &[String]) -> Result<Self, ApiError> {
+    pub(crate) fn new(accounts: &[String], symbols: &[String]) -> Result<Self, ApiError> {
         let accounts = validate("account", accounts, ACCOUNT)?;
         let symbols = validate("symbol", symbols, SYMBOL)?.into_iter().map(|s| s.to_ascii_uppercase()).collect();
         Ok(Self { accounts, symbols })
     }
 
     /// True when every row passes.
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.accounts.is_empty() && self.symbols.is_empty()
     }
 
     /// Does the row pass?
-    pub fn matches(&self, p: &PositionRow) -> bool {
+    pub(crate) fn matches(&self, p: &PositionRow) -> bool {
         (self.accounts.is_empty() || self.accounts.contains(&p.account))
             && (self.symbols.is_empty() || self.symbols.contains(&p.symbol.to_ascii_uppercase()))
     }
@@ -89,7 +89,7 @@ impl PositionFilter {
 
 /// Which summary values a caller wants.
 #[derive(Debug, Clone, Default)]
-pub struct SummaryFilter {
+pub(crate) struct SummaryFilter {
     /// Accounts (empty: all).
     pub accounts: BTreeSet<String>,
     tags: BTreeSet<String>,
@@ -97,17 +97,17 @@ pub struct SummaryFilter {
 
 impl SummaryFilter {
     /// Validates a request's filter.
-    pub fn new(accounts: &[String], tags: &[String]) -> Result<Self, ApiError> {
+    pub(crate) fn new(accounts: &[String], tags: &[String]) -> Result<Self, ApiError> {
         Ok(Self { accounts: validate("account", accounts, ACCOUNT)?, tags: validate("tag", tags, TAG)? })
     }
 
     /// True when every row passes.
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.accounts.is_empty() && self.tags.is_empty()
     }
 
     /// Does the row pass?
-    pub fn matches(&self, s: &SummaryRow) -> bool {
+    pub(crate) fn matches(&self, s: &SummaryRow) -> bool {
         (self.accounts.is_empty() || self.accounts.contains(&s.account))
             && (self.tags.is_empty() || self.tags.contains(&s.tag))
     }
@@ -115,24 +115,24 @@ impl SummaryFilter {
 
 /// Which accounts' rows a caller wants (the PnL kinds filter by account only).
 #[derive(Debug, Clone, Default)]
-pub struct AccountFilter {
+pub(crate) struct AccountFilter {
     /// Accounts (empty: all).
     pub accounts: BTreeSet<String>,
 }
 
 impl AccountFilter {
     /// Validates a request's filter.
-    pub fn new(accounts: &[String]) -> Result<Self, ApiError> {
+    pub(crate) fn new(accounts: &[String]) -> Result<Self, ApiError> {
         Ok(Self { accounts: validate("account", accounts, ACCOUNT)? })
     }
 
     /// True when every row passes.
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.accounts.is_empty()
     }
 
     /// Does a row of `account` pass?
-    pub fn matches(&self, account: &str) -> bool {
+    pub(crate) fn matches(&self, account: &str) -> bool {
         self.accounts.is_empty() || self.accounts.contains(account)
     }
 }

@@ -30,13 +30,13 @@ use crate::state::State;
 
 /// Records every call of the service it wraps into that service's own [`crate::metrics::Metrics`].
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub(crate) struct MetricsLayer {
     state: Arc<State>,
 }
 
 impl MetricsLayer {
     /// A layer recording into `state.metrics`.
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 }
@@ -51,7 +51,7 @@ impl<S> Layer<S> for MetricsLayer {
 
 /// A service whose calls are recorded.
 #[derive(Debug, Clone)]
-pub struct Metered<S> {
+pub(crate) struct Metered<S> {
     inner: S,
     state: Arc<State>,
 }

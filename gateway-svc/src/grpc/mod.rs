@@ -3,7 +3,7 @@
 
 mod feed;
 mod filter;
-pub mod metered;
+pub(crate) mod metered;
 mod status;
 mod wire;
 
@@ -15,9 +15,9 @@ use gateway_proto::pb;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-pub use feed::{StreamWire, Update, UpdateKind, WireStream};
-pub use filter::{AccountFilter, PositionFilter, SummaryFilter};
-pub use status::ApiError;
+pub(crate) use feed::{StreamWire, WireStream};
+pub(crate) use filter::{AccountFilter, PositionFilter, SummaryFilter};
+pub(crate) use status::ApiError;
 
 use crate::convert;
 use crate::hub::Snapshot;
@@ -27,7 +27,7 @@ use crate::state::State;
 
 /// The service, cheap to clone (tonic clones it per connection).
 #[derive(Debug, Clone)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     state: Arc<State>,
     shutdown: CancellationToken,
     max_subscribers: usize,
@@ -35,7 +35,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A service over `state`; streams end when `shutdown` fires.
-    pub fn new(state: Arc<State>, shutdown: CancellationToken, max_subscribers: usize) -> Self {
+    pub(crate) fn new(state: Arc<State>, shutdown: CancellationToken, max_subscribers: usize) -> Self {
         Self { state, shutdown, max_subscribers }
     }
 

@@ -47,14 +47,14 @@ fn lost(cause: &'static str, reason: impl Into<String>) -> End {
 }
 
 /// Runs the actor until `shutdown`.
-pub async fn run(cfg: Upstream, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
+pub(crate) async fn run(cfg: Upstream, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
     let backoff = Backoff::new(cfg.backoff);
     let mut actor =
         Actor { cfg, maintenance, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
     actor.run().await;
 }
 
-pub use crate::maintenance::Maintenance;
+pub(crate) use crate::maintenance::Maintenance;
 
 struct Actor {
     cfg: Upstream,
@@ -487,7 +487,7 @@ impl Actor {
 }
 
 /// The API server version this build needs (the `ibapi` crate's floor: protobuf messages).
-pub const MIN_SERVER_VERSION: i32 = 213;
+pub(crate) const MIN_SERVER_VERSION: i32 = 213;
 
 fn version_floor(actual: i32, required: i32) -> String {
     format!(
