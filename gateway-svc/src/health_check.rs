@@ -82,7 +82,7 @@ impl HealthApi for HealthCheck {
         let target = Target::of(&request.into_inner().service);
         let watcher = Watcher {
             target,
-            rx: self.state.health.subscribe(),
+            rx: self.state.health_watch(),
             shutdown: self.shutdown.clone(),
             last: None,
             closed: false,
@@ -151,9 +151,9 @@ mod tests {
 
     #[tokio::test]
     async fn watch_follows_the_session_and_ends_at_shutdown() {
-        let state = State::new("127.0.0.1:1", 1);
+        let state = crate::state::StateWriter::new("127.0.0.1:1", 1);
         let shutdown = CancellationToken::new();
-        let check = HealthCheck { state: Arc::clone(&state), shutdown: shutdown.clone() };
+        let check = HealthCheck { state: state.reader(), shutdown: shutdown.clone() };
         let mut session = watch(&check, gateway_proto::SERVICE_NAME).await;
         let mut process = watch(&check, "").await;
         assert_eq!(next_status(&mut session).await, Some(ServingStatus::NotServing));
@@ -169,14 +169,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_whose_health_sender_is_gone_ends_alone() {
-        let state = State::new("127.0.0.1:1", 1);
+        let state = crate::state::StateWriter::new("127.0.0.1:1", 1);
         state.update_health(|h| h.state = SessionState::Ready);
         let shutdown = CancellationToken::new();
-        let check = HealthCheck { state, shutdown: shutdown.clone() };
+        let check = HealthCheck { state: state.reader(), shutdown: shutdown.clone() };
         let mut session = watch(&check, gateway_proto::SERVICE_NAME).await;
         assert_eq!(next_status(&mut session).await, Some(ServingStatus::Serving));
-        // The last holder of the state (and so of the health sender) goes away.
-        drop(check);
+        // The session's writer (and with it the health sender) goes away.
+        drop(state);
         assert_eq!(next_status(&mut session).await, Some(ServingStatus::NotServing), "a last NOT_SERVING");
         assert_eq!(next_status(&mut session).await, None, "then that Watch ends");
         assert!(!shutdown.is_cancelled(), "one Watch ending never stops the service");
@@ -184,7 +184,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_names_are_not_found_on_check_and_unknown_on_watch() {
-        let check = HealthCheck { state: State::new("127.0.0.1:1", 1), shutdown: CancellationToken::new() };
+        let check = HealthCheck {
+            state: crate::state::StateWriter::new("127.0.0.1:1", 1).reader(),
+            shutdown: CancellationToken::new(),
+        };
         let err = check.check(Request::new(HealthCheckRequest { service: "nope".into() })).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
         let mut w = watch(&check, "nope").await;

@@ -134,14 +134,36 @@ impl Clone for Memo {
     }
 }
 
-/// A hub for one data kind.
-#[derive(Debug)]
+/// One data kind as its readers see it: the current state and every change from now on. It
+/// cannot change the data; only the session's [`HubWriter`] can.
+#[derive(Debug, Clone)]
 pub struct Hub<T: Row> {
-    state: watch::Sender<Arc<Snapshot<T>>>,
+    state: watch::Receiver<Arc<Snapshot<T>>>,
+    /// Only ever subscribed to here: a reader never sends.
     changes: broadcast::Sender<Arc<Change<T>>>,
 }
 
 impl<T: Row> Hub<T> {
+    /// The current state.
+    pub fn snapshot(&self) -> Arc<Snapshot<T>> {
+        self.state.borrow().clone()
+    }
+
+    /// Changes from now on, and the state they apply to (in that order: see the module docs).
+    pub fn subscribe(&self) -> (Arc<Snapshot<T>>, broadcast::Receiver<Arc<Change<T>>>) {
+        let rx = self.changes.subscribe();
+        (self.snapshot(), rx)
+    }
+}
+
+/// The writing end of one data kind's hub, held by the session alone.
+#[derive(Debug)]
+pub(crate) struct HubWriter<T: Row> {
+    state: watch::Sender<Arc<Snapshot<T>>>,
+    changes: broadcast::Sender<Arc<Change<T>>>,
+}
+
+impl<T: Row> HubWriter<T> {
     /// An empty hub whose data is UNKNOWN for `reason`.
     pub(crate) fn new(reason: &str) -> Self {
         let snapshot = Snapshot {
@@ -157,15 +179,14 @@ impl<T: Row> Hub<T> {
         Self { state: watch::channel(Arc::new(snapshot)).0, changes: broadcast::channel(CHANGE_CAPACITY).0 }
     }
 
-    /// The current state.
-    pub fn snapshot(&self) -> Arc<Snapshot<T>> {
-        self.state.borrow().clone()
+    /// A reader of this hub.
+    pub(crate) fn reader(&self) -> Hub<T> {
+        Hub { state: self.state.subscribe(), changes: self.changes.clone() }
     }
 
-    /// Changes from now on, and the state they apply to (in that order: see the module docs).
-    pub fn subscribe(&self) -> (Arc<Snapshot<T>>, broadcast::Receiver<Arc<Change<T>>>) {
-        let rx = self.changes.subscribe();
-        (self.snapshot(), rx)
+    /// The current state.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot<T>> {
+        self.state.borrow().clone()
     }
 
     fn publish(&self, next: Snapshot<T>, kind: ChangeKind, upserts: Vec<T>, removals: Vec<T>) {

@@ -3,38 +3,40 @@
 //! derives from the one table at the bottom of this file, so adding a kind is one line there,
 //! one hub field in [`State`], its proto, and one line where its wire encoders are declared.
 
-use crate::hub::Hub;
+use crate::hub::{Hub, HubWriter};
 #[cfg(test)]
 use crate::model::Freshness;
 use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Row, SummaryRow};
-use crate::state::State;
+use crate::state::{State, StateWriter};
 
 /// A row type that is one of the data kinds: which one, and where its hub is.
 pub(crate) trait Kind: Row {
     /// The kind.
     const KIND: DataKind;
-    /// Its hub in the shared state.
+    /// Its hub in the shared state, for reading.
     fn hub(state: &State) -> &Hub<Self>;
+    /// Its hub's writer (the session's).
+    fn writer(w: &StateWriter) -> &HubWriter<Self>;
 }
 
 /// What the session does to every kind at once, whatever its rows.
 pub(crate) trait Freshen {
-    /// Marks the data stale for `reason` (see [`Hub::mark_stale`]).
+    /// Marks the data stale for `reason` (see [`HubWriter::mark_stale`]).
     fn mark_stale(&self, reason: &str);
-    /// Marks data synced in session `epoch` live again (see [`Hub::live_again`]).
+    /// Marks data synced in session `epoch` live again (see [`HubWriter::live_again`]).
     fn live_again(&self, epoch: u64);
     /// How fresh the data is now (what the tests check).
     #[cfg(test)]
     fn freshness(&self) -> Freshness;
 }
 
-impl<T: Row> Freshen for Hub<T> {
+impl<T: Row> Freshen for HubWriter<T> {
     fn mark_stale(&self, reason: &str) {
-        Hub::mark_stale(self, reason);
+        HubWriter::mark_stale(self, reason);
     }
 
     fn live_again(&self, epoch: u64) {
-        Hub::live_again(self, epoch);
+        HubWriter::live_again(self, epoch);
     }
 
     #[cfg(test)]
@@ -87,10 +89,13 @@ macro_rules! data_kinds {
                 fn hub(state: &State) -> &Hub<Self> {
                     &state.$field
                 }
+                fn writer(w: &StateWriter) -> &HubWriter<Self> {
+                    &w.$field
+                }
             }
         )*
 
-        impl State {
+        impl StateWriter {
             /// The hub of `kind`, for what the session does to every kind alike.
             pub(crate) fn freshen(&self, kind: DataKind) -> &dyn Freshen {
                 match kind {
@@ -123,7 +128,7 @@ mod tests {
 
     #[test]
     fn marking_every_kind_stale_reaches_every_hub() {
-        let state = State::new("127.0.0.1:4002", 0);
+        let state = StateWriter::new("127.0.0.1:4002", 0);
         state.mark_all_stale("IB link lost (1100)");
         for kind in DataKind::ALL {
             // Data never synced stays UNKNOWN, now for the new reason.

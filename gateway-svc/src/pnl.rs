@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tokio_stream::StreamMap;
 use tracing::{debug, info, warn};
 
-use crate::hub::Hub;
+use crate::hub::HubWriter;
 use crate::model::{AccountPnlRow, PositionPnlRow, decimal};
-use crate::state::State;
+use crate::state::{State, StateWriter};
 
 /// Items pulled per wake-up, across every key of a kind: a burst becomes one delta.
 const BATCH: usize = 512;
@@ -43,9 +43,9 @@ pub(crate) trait PerKey {
     type Row: crate::kind::Kind<Key = Self::Key>;
     /// Metric label and log name: the row's kind's.
     const LABEL: &'static str = <Self::Row as crate::kind::Kind>::KIND.label();
-    /// Its hub in the shared state: the row's kind's.
-    fn hub(state: &State) -> &Hub<Self::Row> {
-        <Self::Row as crate::kind::Kind>::hub(state)
+    /// Its hub's writer: the row's kind's.
+    fn hub(state: &StateWriter) -> &HubWriter<Self::Row> {
+        <Self::Row as crate::kind::Kind>::writer(state)
     }
     /// Opens the subscription for `key`.
     fn subscribe(client: &Client, key: &Self::Key) -> impl Future<Output = Result<Self::Sub, ibapi::Error>> + Send;
@@ -236,7 +236,7 @@ impl<K: PerKey> Keyed<K> {
     pub(crate) async fn follow(
         &mut self,
         client: &Client,
-        state: &State,
+        state: &StateWriter,
         wanted: BTreeSet<K::Key>,
         cap: usize,
         fresh: bool,
@@ -260,7 +260,7 @@ impl<K: PerKey> Keyed<K> {
     /// The bookkeeping half of [`Keyed::follow`], without a request: plans, forgets gone keys
     /// (rows, first values, the set being collected) and, with `fresh`, starts a new first set.
     /// The caller cancels `gone` and subscribes `new`.
-    fn replan(&mut self, state: &State, wanted: &BTreeSet<K::Key>, cap: usize, fresh: bool) -> Plan<K::Key> {
+    fn replan(&mut self, state: &StateWriter, wanted: &BTreeSet<K::Key>, cap: usize, fresh: bool) -> Plan<K::Key> {
         self.refused.retain(|k| wanted.contains(k));
         let subscribed: BTreeSet<K::Key> = self.subs.keys().cloned().collect();
         let plan = plan(&subscribed, wanted, &self.refused, cap);
@@ -303,7 +303,7 @@ impl<K: PerKey> Keyed<K> {
 
     /// Publishes the first full set once every key has reported, or, with `deadline_passed`,
     /// with what has arrived (silent keys simply have no row yet).
-    fn finish_first_set(&mut self, state: &State, deadline_passed: bool) {
+    fn finish_first_set(&mut self, state: &StateWriter, deadline_passed: bool) {
         if !self.collecting() || (!self.pending.is_empty() && !deadline_passed) {
             return;
         }
@@ -318,7 +318,7 @@ impl<K: PerKey> Keyed<K> {
     }
 
     /// Gives up waiting for silent keys once `timeout` has passed since the set began.
-    pub(crate) fn check_deadline(&mut self, state: &State, timeout: std::time::Duration) {
+    pub(crate) fn check_deadline(&mut self, state: &StateWriter, timeout: std::time::Duration) {
         if self.collecting_since.is_some_and(|t| t.elapsed() >= timeout) {
             self.finish_first_set(state, true);
         }
@@ -337,7 +337,7 @@ impl<K: PerKey> Keyed<K> {
     pub(crate) fn fold(
         &mut self,
         first: (K::Key, Result<SubscriptionItem<K::Item>, ibapi::Error>),
-        state: &State,
+        state: &StateWriter,
     ) -> Result<(), KeyedError> {
         let mut latest: BTreeMap<K::Key, K::Row> = BTreeMap::new();
         let mut next = Some(first);
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_refused_key_is_not_asked_again_while_it_stays_wanted() {
-        let state = State::new("127.0.0.1:1", 1);
+        let state = StateWriter::new("127.0.0.1:1", 1);
         let mut k = Keyed::<PositionPnl>::default();
         let p = k.replan(&state, &keys(&[1, 2]), 100, true);
         assert_eq!(p.new, vec![key(1), key(2)]);
@@ -443,7 +443,7 @@ mod tests {
 
     #[test]
     fn a_key_closed_before_its_turn_does_not_hold_back_the_first_set() {
-        let state = State::new("127.0.0.1:1", 1);
+        let state = StateWriter::new("127.0.0.1:1", 1);
         let mut k = Keyed::<PositionPnl>::default();
         // A new set of three (after 1101): 1 and 2 report; 3 closes before it was subscribed.
         k.replan(&state, &keys(&[1, 2, 3]), 100, true);

@@ -18,7 +18,7 @@ use crate::front_door::FrontDoor;
 use crate::grpc::Gateway;
 use crate::grpc::metered::MetricsLayer;
 use crate::health_check::HealthCheck;
-use crate::state::State;
+use crate::state::{State, StateWriter};
 use crate::{auth, ops, session};
 
 /// Why the service could not start.
@@ -83,11 +83,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     if let Some((_, addr)) = tws_api.as_ref().filter(|(_, a)| !a.ip().is_loopback()) {
         warn!(%addr, "TWS front door on a non-loopback address: the TWS protocol has no authentication");
     }
-    let state = State::new(&config.upstream.address, config.upstream.client_id);
+    // The session gets the only writer; everything else reads.
+    let writer = StateWriter::new(&config.upstream.address, config.upstream.client_id);
+    let state = writer.reader();
     let tracker = TaskTracker::new();
 
     let maintenance = config.maintenance.clone();
-    tracker.spawn(session::run(config.upstream.clone(), maintenance, Arc::clone(&state), shutdown.clone()));
+    tracker.spawn(session::run(config.upstream.clone(), maintenance, writer, shutdown.clone()));
 
     // grpc.health.v1: "" is the process, the named service is the upstream session.
     let health_service = HealthCheck::server(Arc::clone(&state), shutdown.clone());

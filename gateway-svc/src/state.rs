@@ -1,5 +1,7 @@
 //! The in-memory state every part of the service shares: one hub per data kind, the health
-//! watch, and the subscriber count. The session actor writes; everyone else reads.
+//! watch, and the subscriber count. The flow is one-way in the types: everyone (gRPC, the front
+//! door, ops) gets a [`State`], which can only be read; the session actor alone holds the
+//! [`StateWriter`], the only thing that can change it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{broadcast, watch};
 
 use crate::health::Health;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubWriter};
 use crate::kind::DataKind;
 use crate::metrics::Metrics;
 use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, SummaryRow};
@@ -16,8 +18,8 @@ use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Summa
 /// latest health instead of the ones it missed.
 pub(crate) const HEALTH_CHANGES: usize = 256;
 
-/// Shared state. Cheap to clone behind an `Arc`. One hub per data kind: a new kind's hub is
-/// added here and named in [`crate::kind`]'s table.
+/// Shared state, read-only. Cheap to clone behind an `Arc`. One hub per data kind: a new kind's
+/// hub is added here and in [`StateWriter`], and named in [`crate::kind`]'s table.
 #[derive(Debug)]
 pub struct State {
     /// Managed accounts.
@@ -31,34 +33,59 @@ pub struct State {
     /// PnL and value per held position.
     pub position_pnl: Hub<PositionPnlRow>,
     /// Session health: the latest value (readers that only need the current state).
-    pub health: watch::Sender<Arc<Health>>,
-    /// Every change of health, in order (WatchHealth delivers each one).
+    health: watch::Receiver<Arc<Health>>,
+    /// Every change of health, in order (WatchHealth delivers each one). Only subscribed to here.
     health_changes: broadcast::Sender<Arc<Health>>,
     /// This service's metrics (its own registry, never the process-global one).
     pub metrics: Metrics,
     subscribers: AtomicUsize,
 }
 
-impl State {
+/// The writing end of the shared state: the hubs' writers and the health's sender. The session
+/// actor holds the only one. It reads like the [`State`] it writes (it derefs to it), so the
+/// session sees what its readers see.
+#[derive(Debug)]
+pub(crate) struct StateWriter {
+    state: Arc<State>,
+    pub(crate) accounts: HubWriter<AccountRow>,
+    pub(crate) positions: HubWriter<PositionRow>,
+    pub(crate) summary: HubWriter<SummaryRow>,
+    pub(crate) account_pnl: HubWriter<AccountPnlRow>,
+    pub(crate) position_pnl: HubWriter<PositionPnlRow>,
+    pub(crate) health: watch::Sender<Arc<Health>>,
+    health_changes: broadcast::Sender<Arc<Health>>,
+}
+
+impl StateWriter {
     /// Fresh state for a session that is about to dial `upstream`.
-    pub(crate) fn new(upstream: &str, client_id: i32) -> Arc<Self> {
+    pub(crate) fn new(upstream: &str, client_id: i32) -> Self {
         let reason = format!("no data yet: connecting to {upstream}");
-        Arc::new(Self {
-            accounts: Hub::new(&reason),
-            positions: Hub::new(&reason),
-            summary: Hub::new(&reason),
-            account_pnl: Hub::new(&reason),
-            position_pnl: Hub::new(&reason),
-            health: watch::channel(Arc::new(Health::starting(upstream, client_id))).0,
-            health_changes: broadcast::channel(HEALTH_CHANGES).0,
+        let (accounts, positions, summary, account_pnl, position_pnl) = (
+            HubWriter::new(&reason),
+            HubWriter::new(&reason),
+            HubWriter::new(&reason),
+            HubWriter::new(&reason),
+            HubWriter::new(&reason),
+        );
+        let (health, health_rx) = watch::channel(Arc::new(Health::starting(upstream, client_id)));
+        let health_changes = broadcast::channel(HEALTH_CHANGES).0;
+        let state = Arc::new(State {
+            accounts: accounts.reader(),
+            positions: positions.reader(),
+            summary: summary.reader(),
+            account_pnl: account_pnl.reader(),
+            position_pnl: position_pnl.reader(),
+            health: health_rx,
+            health_changes: health_changes.clone(),
             metrics: Metrics::new(),
             subscribers: AtomicUsize::new(0),
-        })
+        });
+        Self { state, accounts, positions, summary, account_pnl, position_pnl, health, health_changes }
     }
 
-    /// Current health.
-    pub fn health(&self) -> Arc<Health> {
-        self.health.borrow().clone()
+    /// The state this writes, for its readers.
+    pub(crate) fn reader(&self) -> Arc<State> {
+        Arc::clone(&self.state)
     }
 
     /// Updates health in place and publishes it: the new value on the watch, and the change, in
@@ -74,18 +101,38 @@ impl State {
         });
     }
 
-    /// Every health change from now on, and the health they follow (in that order, so a change
-    /// is either in the returned value or on the receiver, and a reader skips versions it has).
-    pub fn watch_health(&self) -> (Arc<Health>, broadcast::Receiver<Arc<Health>>) {
-        let rx = self.health_changes.subscribe();
-        (self.health(), rx)
-    }
-
     /// Marks every data kind stale for `reason` (keeping an outage's first `since`).
     pub(crate) fn mark_all_stale(&self, reason: &str) {
         for kind in DataKind::ALL {
             self.freshen(*kind).mark_stale(reason);
         }
+    }
+}
+
+impl std::ops::Deref for StateWriter {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl State {
+    /// Current health.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.borrow().clone()
+    }
+
+    /// A receiver of the current health, to wait for a condition on it.
+    pub fn health_watch(&self) -> watch::Receiver<Arc<Health>> {
+        self.health.clone()
+    }
+
+    /// Every health change from now on, and the health they follow (in that order, so a change
+    /// is either in the returned value or on the receiver, and a reader skips versions it has).
+    pub fn watch_health(&self) -> (Arc<Health>, broadcast::Receiver<Arc<Health>>) {
+        let rx = self.health_changes.subscribe();
+        (self.health(), rx)
     }
 
     /// Open streams now.

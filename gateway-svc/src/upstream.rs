@@ -12,10 +12,10 @@ use ibapi::prelude::{AccountGroup, Client, Notice, Subscription, SubscriptionIte
 use tracing::{debug, warn};
 
 use crate::convert;
-use crate::hub::Hub;
+use crate::hub::HubWriter;
 use crate::metrics::Metrics;
 use crate::model::{PositionRow, Row, SummaryRow};
-use crate::state::State;
+use crate::state::StateWriter;
 
 /// Items pulled from one upstream stream per wake-up: a burst becomes one published delta.
 const BATCH: usize = 512;
@@ -41,9 +41,9 @@ pub(crate) trait Kind {
     type Row: crate::kind::Kind;
     /// Metric label and log name: the row's kind's.
     const LABEL: &'static str = <Self::Row as crate::kind::Kind>::KIND.label();
-    /// Its hub in the shared state: the row's kind's.
-    fn hub(state: &State) -> &Hub<Self::Row> {
-        <Self::Row as crate::kind::Kind>::hub(state)
+    /// Its hub's writer: the row's kind's.
+    fn hub(state: &StateWriter) -> &HubWriter<Self::Row> {
+        <Self::Row as crate::kind::Kind>::writer(state)
     }
     /// Opens the one upstream subscription for this kind.
     fn subscribe(client: &Client) -> impl Future<Output = Result<Self::Sub, ibapi::Error>> + Send;
@@ -183,7 +183,7 @@ async fn read_snapshot<K: Kind>(
 pub(crate) fn fold<K: Kind>(
     first: Option<Result<SubscriptionItem<K::Item>, ibapi::Error>>,
     sub: &mut K::Sub,
-    state: &State,
+    state: &StateWriter,
 ) -> Result<(), ReadError> {
     let mut latest: BTreeMap<<K::Row as Row>::Key, Option<K::Row>> = BTreeMap::new();
     let mut lag = false;
@@ -263,13 +263,13 @@ mod tests {
         Some(Ok(SubscriptionItem::Data((con_id, qty))))
     }
 
-    fn quantities(state: &State) -> Vec<(i64, String)> {
+    fn quantities(state: &StateWriter) -> Vec<(i64, String)> {
         state.positions.snapshot().rows.values().map(|r| (r.con_id, r.quantity.clone())).collect()
     }
 
     #[test]
     fn a_position_closed_and_reopened_in_one_batch_stays_open() {
-        let state = State::new("127.0.0.1:1", 1);
+        let state = StateWriter::new("127.0.0.1:1", 1);
         state.positions.resync(1, BTreeMap::new());
         let rest = [data(1, 0), data(1, 50), data(2, 7), data(2, 0)];
         let mut sub = Script(rest.into_iter().flatten().collect());

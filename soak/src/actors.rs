@@ -32,7 +32,7 @@ pub(crate) struct Outages {
 
 /// Watches health until `stop`, timing every stretch away from READY.
 pub(crate) async fn monitor(state: Arc<State>, stop: Arc<AtomicBool>) -> Outages {
-    let mut rx = state.health.subscribe();
+    let mut rx = state.health_watch();
     let mut out = Outages::default();
     let mut down_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {

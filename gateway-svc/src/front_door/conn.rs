@@ -125,7 +125,7 @@ impl Connection {
                 Progress::Full => self.flush().await?,
             }
         }
-        let mut health = self.state.health.subscribe();
+        let mut health = self.state.health_watch();
         if !self.state.accounts.snapshot().synced {
             let state = &self.state;
             let _ = timeout(ACCOUNTS_WAIT, health.wait_for(|_| state.accounts.snapshot().synced)).await;

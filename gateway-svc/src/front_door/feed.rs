@@ -209,6 +209,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::hub::HubWriter;
     use crate::model::AccountPnlRow;
 
     impl<T: Row> Feed<T> {
@@ -229,23 +230,24 @@ mod tests {
 
     #[test]
     fn a_client_is_sent_differences_and_everything_again_when_data_is_live_again() {
-        let hub = Hub::new("connecting");
+        let w = HubWriter::new("connecting");
+        let hub = w.reader();
         let mut feed = Feed::open(&hub);
         assert!(!feed.live(), "nothing is live before the first sync");
-        hub.resync(1, rows(&[row("A", "1"), row("B", "2")]));
+        w.resync(1, rows(&[row("A", "1"), row("B", "2")]));
         let d = feed.catch_up(&hub);
         assert_eq!((d.upserts.len(), d.removals.len()), (2, 0), "the first live data is all new");
-        hub.apply(vec![row("A", "3")], vec!["B".into()]);
+        w.apply(vec![row("A", "3")], vec!["B".into()]);
         let d = feed.catch_up(&hub);
         assert_eq!((d.upserts, d.removals), (vec![row("A", "3")], vec![row("B", "2")]));
 
         // An outage: stale, then the same values live again. A row held back while stale must
         // go out now, although its value did not change.
-        hub.mark_stale("IB link lost (1100)");
+        w.mark_stale("IB link lost (1100)");
         let d = feed.catch_up(&hub);
         assert!(d.upserts.is_empty() && d.removals.is_empty());
         assert!(!feed.live());
-        hub.resync(2, rows(&[row("A", "3")]));
+        w.resync(2, rows(&[row("A", "3")]));
         let d = feed.catch_up(&hub);
         assert_eq!(d.upserts, vec![row("A", "3")]);
         assert!(feed.live());
@@ -275,8 +277,9 @@ mod tests {
         use rand::{Rng, SeedableRng};
         for seed in 0..50u64 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let hub = Hub::new("connecting");
-            hub.resync(1, rows(&[row("A", "0")]));
+            let w = HubWriter::new("connecting");
+            let hub = w.reader();
+            w.resync(1, rows(&[row("A", "0")]));
             let mut feed = Feed::open(&hub);
             let mut view = rows(&feed.told().rows.values().cloned().collect::<Vec<_>>());
             let mut folded = 0;
@@ -288,11 +291,11 @@ mod tests {
                     .collect();
                 let gone: Vec<String> =
                     (0..rng.random_range(0..2)).map(|_| format!("K{}", rng.random_range(0..6))).collect();
-                hub.apply(ups, gone);
+                w.apply(ups, gone);
                 // Now and then the client falls further behind than the change buffer holds.
                 if rng.random_ratio(1, 40) {
                     for i in 0..=CHANGE_CAPACITY {
-                        hub.apply(vec![row("L", &(step * 10_000 + i).to_string())], vec![]);
+                        w.apply(vec![row("L", &(step * 10_000 + i).to_string())], vec![]);
                     }
                 }
                 if rng.random_ratio(1, 3) {
@@ -309,14 +312,15 @@ mod tests {
 
     #[test]
     fn a_change_buffer_overflow_counts_as_lagging() {
-        let hub = Hub::new("connecting");
-        hub.resync(1, rows(&[row("A", "0")]));
+        let w = HubWriter::new("connecting");
+        let hub = w.reader();
+        w.resync(1, rows(&[row("A", "0")]));
         let mut feed = Feed::open(&hub);
-        hub.apply(vec![row("A", "1")], vec![]);
+        w.apply(vec![row("A", "1")], vec![]);
         assert!(feed.in_step_after_receive(), "one change follows what the client was told");
         feed.catch_up(&hub);
         for i in 0..CHANGE_CAPACITY + 5 {
-            hub.apply(vec![row("A", &(i + 2).to_string())], vec![]);
+            w.apply(vec![row("A", &(i + 2).to_string())], vec![]);
         }
         assert!(!feed.in_step_after_receive(), "lost changes are never folded");
         let d = feed.catch_up(&hub);

@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn next_valid_ids_never_go_below_one() {
-        let door = FrontDoor::new(State::new("gateway:4002", 1), CancellationToken::new(), 1);
+        let door =
+            FrontDoor::new(crate::state::StateWriter::new("gateway:4002", 1).reader(), CancellationToken::new(), 1);
         assert_eq!((door.next_order_id(), door.next_order_id()), (1, 2));
         // A client asking reqIds in a loop reaches the top of the range.
         door.next_order_id.store(i32::MAX - 1, Ordering::Relaxed);

@@ -315,10 +315,10 @@ mod health_tests {
 
     #[tokio::test]
     async fn watch_health_delivers_every_change_in_order() {
-        let state = State::new("127.0.0.1:1", 1);
+        let state = crate::state::StateWriter::new("127.0.0.1:1", 1);
         let shutdown = CancellationToken::new();
-        let slot = state.try_subscribe(10).expect("a slot");
-        let mut stream = health_stream(Arc::clone(&state), shutdown.clone(), slot);
+        let slot = state.reader().try_subscribe(10).expect("a slot");
+        let mut stream = health_stream(state.reader(), shutdown.clone(), slot);
         // Quick transitions, as a reconnect makes them, with nobody reading in between.
         let states = [
             SessionState::Reconnecting,

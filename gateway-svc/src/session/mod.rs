@@ -24,7 +24,7 @@ use crate::config::Upstream;
 use crate::health::{Health, SessionState};
 use crate::model::{AccountRow, Row};
 use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
-use crate::state::State;
+use crate::state::StateWriter;
 use crate::upstream::{self, Kind, Positions, ReadError, Summary};
 use notices::NoticeAction;
 
@@ -47,7 +47,7 @@ fn lost(cause: &'static str, reason: impl Into<String>) -> End {
 }
 
 /// Runs the actor until `shutdown`.
-pub(crate) async fn run(cfg: Upstream, maintenance: Maintenance, state: Arc<State>, shutdown: CancellationToken) {
+pub(crate) async fn run(cfg: Upstream, maintenance: Maintenance, state: StateWriter, shutdown: CancellationToken) {
     let backoff = Backoff::new(cfg.backoff);
     let mut actor =
         Actor { cfg, maintenance, state, shutdown, backoff, epoch: 0, sessions: 0, consecutive_conflicts: 0 };
@@ -59,7 +59,8 @@ pub(crate) use crate::maintenance::Maintenance;
 struct Actor {
     cfg: Upstream,
     maintenance: Maintenance,
-    state: Arc<State>,
+    /// The only writer of the shared state.
+    state: StateWriter,
     shutdown: CancellationToken,
     backoff: Backoff,
     epoch: u64,

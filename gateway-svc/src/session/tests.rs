@@ -17,7 +17,7 @@ fn actor() -> Actor {
         retry_interval: Duration::from_secs(1),
     };
     let backoff = Backoff::new(cfg.backoff);
-    let state = State::new("127.0.0.1:1", 1);
+    let state = StateWriter::new("127.0.0.1:1", 1);
     Actor {
         cfg,
         maintenance,

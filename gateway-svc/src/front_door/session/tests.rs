@@ -14,7 +14,7 @@ use crate::front_door::rows;
 use crate::front_door::subscriptions::MAX_PER_KIND;
 use crate::health::SessionState;
 use crate::model::{AccountRow, Row};
-use crate::state::State;
+use crate::state::StateWriter;
 
 /// What the test client announces and is answered at: the text codec.
 const RANGE: &str = "v100..178";
@@ -43,8 +43,8 @@ fn summary(account: &str, tag: &str, value: &str) -> SummaryRow {
 }
 
 /// Two accounts, a few positions and summary values, the session ready.
-fn state() -> Arc<State> {
-    let state = State::new("gateway:4002", 1);
+fn state() -> StateWriter {
+    let state = StateWriter::new("gateway:4002", 1);
     let accounts = ["DU1", "DU2"].iter().enumerate().map(|(order, id)| AccountRow { id: (*id).into(), order });
     state.accounts.resync(1, keyed(accounts.collect()));
     state.positions.resync(1, keyed(vec![position("DU1", 1, "10"), position("DU1", 2, "-5"), position("DU2", 3, "7")]));
@@ -56,8 +56,8 @@ fn state() -> Arc<State> {
     state
 }
 
-fn door(state: &Arc<State>) -> Arc<FrontDoor> {
-    FrontDoor::new(Arc::clone(state), CancellationToken::new(), 16)
+fn door(state: &StateWriter) -> Arc<FrontDoor> {
+    FrontDoor::new(state.reader(), CancellationToken::new(), 16)
 }
 
 /// A client of one session: it sends requests as bytes and reads what the session wrote.
@@ -146,7 +146,7 @@ impl Client {
     }
 }
 
-fn ready(state: &State, ready: bool) {
+fn ready(state: &StateWriter, ready: bool) {
     state.update_health(|h| h.state = if ready { SessionState::Ready } else { SessionState::Degraded });
 }
 

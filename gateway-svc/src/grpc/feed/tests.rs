@@ -11,7 +11,6 @@ use prost::Message;
 use super::*;
 use crate::grpc::PositionFilter;
 use crate::model::PositionRow;
-use crate::state::State;
 
 fn row(symbol: &str, con_id: i64, quantity: &str) -> PositionRow {
     PositionRow {
@@ -35,7 +34,8 @@ fn rows(list: &[PositionRow]) -> BTreeMap<(String, i64), PositionRow> {
     list.iter().map(|r| (r.key(), r.clone())).collect()
 }
 
-fn open(state: &Arc<State>, symbols: &[&str]) -> WireStream<Encoded> {
+fn open(writer: &crate::state::StateWriter, symbols: &[&str]) -> WireStream<Encoded> {
+    let state = &writer.reader();
     let f = PositionFilter::new(&[], &symbols.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).expect("valid");
     let filter: Filter<PositionRow> = if f.is_all() { None } else { Some(Box::new(move |p| f.matches(p))) };
     let current = Arc::clone(state);
@@ -71,7 +71,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn streams_without_a_filter_share_one_encoding_per_change() {
-    let state = State::new("test", 1);
+    let state = crate::state::StateWriter::new("test", 1);
     state.positions.resync(1, rows(&[row("AAPL", 1, "10"), row("MSFT", 2, "5")]));
     let (mut a, mut b) = (open(&state, &[]), open(&state, &[]));
     let (a1, b1) = (raw(&mut a).await, raw(&mut b).await);
@@ -92,12 +92,12 @@ async fn streams_without_a_filter_share_one_encoding_per_change() {
 
 #[tokio::test]
 async fn a_stream_behind_the_hub_derives_the_states_it_missed() {
-    let state = State::new("test", 1);
+    let state = crate::state::StateWriter::new("test", 1);
     state.positions.resync(1, rows(&[row("AAPL", 1, "10"), row("MSFT", 2, "5")]));
     let mut s = open(&state, &[]);
     assert_eq!(next(&mut s).await.items.len(), 2);
     // Publish three changes before the stream reads any of them.
-    let (_, mut spy) = state.positions.subscribe();
+    let (_, mut spy) = state.reader().positions.subscribe();
     state.positions.apply(vec![row("AAPL", 1, "11")], Vec::new());
     state.positions.apply(Vec::new(), vec![("DU1".to_owned(), 2)]);
     state.positions.resync(2, rows(&[row("AAPL", 1, "11"), row("TSLA", 3, "1")]));
@@ -122,7 +122,7 @@ async fn a_stream_behind_the_hub_derives_the_states_it_missed() {
 
 #[tokio::test]
 async fn a_filtered_stream_sees_only_its_rows_and_their_removals() {
-    let state = State::new("test", 1);
+    let state = crate::state::StateWriter::new("test", 1);
     state.positions.resync(1, rows(&[row("AAPL", 1, "10"), row("MSFT", 2, "5")]));
     let mut s = open(&state, &["aapl"]);
     let first = next(&mut s).await;
@@ -143,7 +143,7 @@ async fn a_filtered_stream_sees_only_its_rows_and_their_removals() {
 
 #[tokio::test]
 async fn a_lagging_stream_gets_a_resync_with_exactly_what_it_missed() {
-    let state = State::new("test", 1);
+    let state = crate::state::StateWriter::new("test", 1);
     state.positions.resync(1, rows(&[row("AAPL", 1, "10"), row("MSFT", 2, "5"), row("TSLA", 3, "1")]));
     let mut s = open(&state, &[]);
     next(&mut s).await;
