@@ -180,11 +180,14 @@ async fn read_snapshot<K: Kind>(
 /// and applies it to the kind's hub. Items are folded in arrival order, so a position closed and
 /// reopened within one batch (100 → 0 → 50) ends as 50, and one opened and closed ends removed.
 /// A lag notice is reported after the batch is applied: the caller resubscribes to reconcile.
+/// Returns whether the set of keys changed (a row appeared or went away), which is what the
+/// per-key subscriptions that follow this kind (position PnL) depend on: a batch that only
+/// changes values costs them nothing, however large the book.
 pub(crate) fn fold<K: Kind>(
     first: Option<Result<SubscriptionItem<K::Item>, ibapi::Error>>,
     sub: &mut K::Sub,
     state: &StateWriter,
-) -> Result<(), ReadError> {
+) -> Result<bool, ReadError> {
     let mut latest: BTreeMap<<K::Row as Row>::Key, Option<K::Row>> = BTreeMap::new();
     let mut lag = false;
     let mut next = Some(first);
@@ -217,8 +220,11 @@ pub(crate) fn fold<K: Kind>(
             None => removals.push(key),
         }
     }
+    let before = K::hub(state).snapshot();
+    let keys_changed = upserts.iter().any(|r| !before.rows.contains_key(&r.key()))
+        || removals.iter().any(|k| before.rows.contains_key(k));
     K::hub(state).apply(upserts, removals);
-    if lag { Err(ReadError::Lagged) } else { Ok(()) }
+    if lag { Err(ReadError::Lagged) } else { Ok(keys_changed) }
 }
 
 #[cfg(test)]
@@ -278,5 +284,16 @@ mod tests {
         let mut sub = Script([data(1, 0), data(1, 60), data(1, 0)].into_iter().flatten().collect());
         fold::<Scripted>(data(1, 70), &mut sub, &state).unwrap();
         assert!(quantities(&state).is_empty(), "the last word wins: closed");
+    }
+
+    #[test]
+    fn a_batch_says_whether_the_held_keys_changed() {
+        let state = StateWriter::new("127.0.0.1:1", 1);
+        state.positions.resync(1, BTreeMap::new());
+        let none = || Script(VecDeque::new());
+        assert_eq!(fold::<Scripted>(data(1, 100), &mut none(), &state).ok(), Some(true), "a new position");
+        assert_eq!(fold::<Scripted>(data(1, 120), &mut none(), &state).ok(), Some(false), "only its quantity");
+        assert_eq!(fold::<Scripted>(data(1, 0), &mut none(), &state).ok(), Some(true), "closed");
+        assert_eq!(fold::<Scripted>(data(2, 0), &mut none(), &state).ok(), Some(false), "closing what is not held");
     }
 }

@@ -276,21 +276,24 @@ impl Actor {
                 () = self.shutdown.cancelled() => Err(End::Shutdown),
                 item = subs.positions.next() => {
                     last_rx = Instant::now();
+                    // Whether the held keys may have changed (a resync after lag may change any).
                     let folded = match upstream::fold::<Positions>(item, &mut subs.positions, &self.state) {
-                        Err(ReadError::Lagged) => self.reopen::<Positions>(client, &mut subs.positions).await,
+                        Err(ReadError::Lagged) => self.reopen::<Positions>(client, &mut subs.positions).await.map(|()| true),
                         r => r.map_err(|e| read_lost(e, "connection_lost")),
                     };
                     // Opened and closed positions subscribe and cancel their PnL (a few at a time;
-                    // the PnL step picks up the rest).
+                    // the PnL step picks up the rest). A batch of changed quantities only leaves
+                    // the held keys, and so the PnL subscriptions, as they were.
                     match folded {
-                        Ok(()) if !subs.pnl_pending => {
+                        Ok(false) => Ok(()),
+                        Ok(true) if !subs.pnl_pending => {
                             let held = self.held_positions();
                             let cap = self.cfg.max_position_pnl;
                             let follow = subs.position_pnl.follow(client, &self.state, held, cap, false, PNL_STEP);
                             let followed = self.or_shutdown(async { follow.await.map_err(keyed_lost) }).await;
                             followed.map(|done| subs.pnl_pending = !done)
                         }
-                        other => other,
+                        other => other.map(|_| ()),
                     }
                 }
                 // After READY (and after every resync), a few PnL subscriptions per turn: one per
@@ -308,7 +311,7 @@ impl Actor {
                     last_rx = Instant::now();
                     match upstream::fold::<Summary>(item, &mut subs.summary, &self.state) {
                         Err(ReadError::Lagged) => self.reopen::<Summary>(client, &mut subs.summary).await,
-                        r => r.map_err(|e| read_lost(e, "connection_lost")),
+                        r => r.map(|_| ()).map_err(|e| read_lost(e, "connection_lost")),
                     }
                 }
                 notice = notices.next() => {
