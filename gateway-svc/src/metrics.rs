@@ -20,6 +20,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 
 use crate::farm::{Farm, FarmKind, FarmStatus};
 use crate::health::SessionState;
+use crate::kind::DataKind;
 
 /// Every reconnect cause the session reports.
 pub(crate) const RECONNECT_CAUSES: [&str; 12] = [
@@ -43,9 +44,9 @@ pub(crate) const RPC_SECONDS_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The data kinds that are followed upstream and streamed, as metric labels (registered at zero;
-/// see [`crate::kind::DataKind::label`]).
+/// see [`DataKind::label`]).
 pub(crate) fn kinds() -> impl Iterator<Item = &'static str> {
-    crate::kind::DataKind::ALL.iter().filter(|k| k.streamed()).map(|k| k.label())
+    DataKind::ALL.iter().filter(|k| k.streamed()).map(|k| k.label())
 }
 
 /// Why the TWS front door refused a connection or a request, as metric labels.

@@ -40,12 +40,12 @@ pub(crate) trait PerKey {
     /// The crate's subscription type.
     type Sub: Stream<Item = Result<SubscriptionItem<Self::Item>, ibapi::Error>> + Unpin + Send;
     /// The rows it keeps (keyed like the subscriptions).
-    type Row: crate::kind::Kind<Key = Self::Key>;
+    type Row: crate::state::Kind<Key = Self::Key>;
     /// Metric label and log name: the row's kind's.
-    const LABEL: &'static str = <Self::Row as crate::kind::Kind>::KIND.label();
+    const LABEL: &'static str = <Self::Row as crate::state::Kind>::KIND.label();
     /// Its hub's writer: the row's kind's.
     fn hub(state: &StateWriter) -> &HubWriter<Self::Row> {
-        <Self::Row as crate::kind::Kind>::writer(state)
+        <Self::Row as crate::state::Kind>::writer(state)
     }
     /// Opens the subscription for `key`.
     fn subscribe(client: &Client, key: &Self::Key) -> impl Future<Output = Result<Self::Sub, ibapi::Error>> + Send;

@@ -12,14 +12,16 @@ use crate::health::Health;
 use crate::hub::{Hub, HubWriter};
 use crate::kind::DataKind;
 use crate::metrics::Metrics;
-use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, SummaryRow};
+#[cfg(test)]
+use crate::model::Freshness;
+use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Row, SummaryRow};
 
 /// Health changes buffered per WatchHealth stream; one that falls further behind is given the
 /// latest health instead of the ones it missed.
 pub(crate) const HEALTH_CHANGES: usize = 256;
 
 /// Shared state, read-only. Cheap to clone behind an `Arc`. One hub per data kind: a new kind's
-/// hub is added here and in [`StateWriter`], and named in [`crate::kind`]'s table.
+/// hub is added here and in [`StateWriter`], and named in the table of kinds below.
 #[derive(Debug)]
 pub struct State {
     /// Managed accounts.
@@ -155,6 +157,77 @@ impl State {
     }
 }
 
+/// A row type that is one of the data kinds: which one, and where its hub is.
+pub(crate) trait Kind: Row {
+    /// The kind.
+    const KIND: DataKind;
+    /// Its hub in the shared state, for reading.
+    fn hub(state: &State) -> &Hub<Self>;
+    /// Its hub's writer (the session's).
+    fn writer(w: &StateWriter) -> &HubWriter<Self>;
+}
+
+/// What the session does to every kind at once, whatever its rows.
+pub(crate) trait Freshen {
+    /// Marks the data stale for `reason` (see [`HubWriter::mark_stale`]).
+    fn mark_stale(&self, reason: &str);
+    /// Marks data synced in session `epoch` live again (see [`HubWriter::live_again`]).
+    fn live_again(&self, epoch: u64);
+    /// How fresh the data is now (what the tests check).
+    #[cfg(test)]
+    fn freshness(&self) -> Freshness;
+}
+
+impl<T: Row> Freshen for HubWriter<T> {
+    fn mark_stale(&self, reason: &str) {
+        HubWriter::mark_stale(self, reason);
+    }
+
+    fn live_again(&self, epoch: u64) {
+        HubWriter::live_again(self, epoch);
+    }
+
+    #[cfg(test)]
+    fn freshness(&self) -> Freshness {
+        self.snapshot().freshness.clone()
+    }
+}
+
+/// The table of kinds: each kind's row type and its hub's field in [`State`] and
+/// [`StateWriter`].
+macro_rules! hubs {
+    ($($variant:ident => $row:ty, $field:ident;)*) => {
+        $(
+            impl Kind for $row {
+                const KIND: DataKind = DataKind::$variant;
+                fn hub(state: &State) -> &Hub<Self> {
+                    &state.$field
+                }
+                fn writer(w: &StateWriter) -> &HubWriter<Self> {
+                    &w.$field
+                }
+            }
+        )*
+
+        impl StateWriter {
+            /// The hub of `kind`, for what the session does to every kind alike.
+            pub(crate) fn freshen(&self, kind: DataKind) -> &dyn Freshen {
+                match kind {
+                    $(DataKind::$variant => &self.$field,)*
+                }
+            }
+        }
+    };
+}
+
+hubs! {
+    Accounts => AccountRow, accounts;
+    Positions => PositionRow, positions;
+    Summary => SummaryRow, summary;
+    AccountPnl => AccountPnlRow, account_pnl;
+    PositionPnl => PositionPnlRow, position_pnl;
+}
+
 /// One open stream's claim on the subscriber cap.
 #[derive(Debug)]
 pub(crate) struct SubscriberSlot {
@@ -171,5 +244,30 @@ impl SubscriberSlot {
 impl Drop for SubscriberSlot {
     fn drop(&mut self) {
         self.state.subscribers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_hub() {
+        assert_eq!(<PositionRow as Kind>::KIND, DataKind::Positions);
+        assert_eq!(<SummaryRow as Kind>::KIND.label(), "account_summary");
+    }
+
+    #[test]
+    fn marking_every_kind_stale_reaches_every_hub() {
+        let state = StateWriter::new("127.0.0.1:4002", 0);
+        state.mark_all_stale("IB link lost (1100)");
+        for kind in DataKind::ALL {
+            // Data never synced stays UNKNOWN, now for the new reason.
+            let reason = match state.freshen(*kind).freshness() {
+                Freshness::Unknown { reason } => reason,
+                other => panic!("{kind:?}: {other:?}"),
+            };
+            assert_eq!(reason, "IB link lost (1100)", "{kind:?}");
+        }
     }
 }

@@ -38,12 +38,12 @@ pub(crate) trait Kind {
     /// The crate's subscription type (its decoder trait is private, so it is named per kind).
     type Sub: Stream<Item = Result<SubscriptionItem<Self::Item>, ibapi::Error>> + Unpin + Send;
     /// The rows it keeps.
-    type Row: crate::kind::Kind;
+    type Row: crate::state::Kind;
     /// Metric label and log name: the row's kind's.
-    const LABEL: &'static str = <Self::Row as crate::kind::Kind>::KIND.label();
+    const LABEL: &'static str = <Self::Row as crate::state::Kind>::KIND.label();
     /// Its hub's writer: the row's kind's.
     fn hub(state: &StateWriter) -> &HubWriter<Self::Row> {
-        <Self::Row as crate::kind::Kind>::writer(state)
+        <Self::Row as crate::state::Kind>::writer(state)
     }
     /// Opens the one upstream subscription for this kind.
     fn subscribe(client: &Client) -> impl Future<Output = Result<Self::Sub, ibapi::Error>> + Send;

@@ -30,8 +30,9 @@ use super::feed::{self, Feed};
 use super::output::{self, Output};
 use super::subscriptions::Subscriptions;
 use crate::health::Health;
-use crate::kind::{DataKind, Kind};
+use crate::kind::DataKind;
 use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, SummaryRow};
+use crate::state::Kind;
 
 mod answers;
 mod pushes;

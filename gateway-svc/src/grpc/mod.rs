@@ -21,8 +21,8 @@ pub(crate) use status::ApiError;
 
 use crate::convert;
 use crate::hub::Snapshot;
-use crate::kind::Kind;
 use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, Row, SummaryRow};
+use crate::state::Kind;
 use crate::state::State;
 
 /// The service, cheap to clone (tonic clones it per connection).

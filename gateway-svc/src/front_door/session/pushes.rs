@@ -9,8 +9,9 @@ use tws_wire::Reply;
 use super::{Feeds, Push, Session, Work, followed};
 use crate::front_door::feed::{self, Feed};
 use crate::front_door::rows;
-use crate::kind::{DataKind, Kind};
+use crate::kind::DataKind;
 use crate::model::{AccountPnlRow, PositionPnlRow, PositionRow, SummaryRow};
+use crate::state::Kind;
 
 impl Session {
     /// Every followed kind brought up to date (after the link returns, and before an account
