@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gateway_proto::pb;
 use gateway_svc::SessionState;
 use gateway_svc::State;
+use ibgw_client::{Positions, UpdateKind, View};
 use ibgw_demo::Demo;
 
 /// Positions as (account, con_id) → quantity.
@@ -87,6 +88,7 @@ pub(crate) async fn dashboard(
     };
     // The summary stream runs alongside, as a real dashboard's does; only positions are checked.
     let _summary = client.watch_account_summary(pb::WatchAccountSummaryRequest::default()).await;
+    let mut folded = View::<Positions>::new();
     'outer: while !stop.load(Ordering::Relaxed) {
         let mut stream = match client.watch_positions(pb::WatchPositionsRequest::default()).await {
             Ok(s) => s.into_inner(),
@@ -96,7 +98,9 @@ pub(crate) async fn dashboard(
                 continue;
             }
         };
-        let mut seq = 0;
+        // One fold for every client of the streams (ibgw-client's): a skipped seq or an epoch
+        // change without RESYNC is refused, counted, and the stream opened again.
+        folded.reopen();
         while !stop.load(Ordering::Relaxed) {
             let m = match tokio::time::timeout(Duration::from_millis(50), stream.message()).await {
                 Err(_) => continue,
@@ -107,27 +111,17 @@ pub(crate) async fn dashboard(
                 }
             };
             r.messages += 1;
-            if m.seq != seq + 1 {
-                r.seq_gaps += 1;
-            }
-            seq = m.seq;
-            match pb::UpdateKind::try_from(m.kind) {
-                Ok(pb::UpdateKind::Snapshot | pb::UpdateKind::Resync) => {
-                    if m.kind == pb::UpdateKind::Resync as i32 {
-                        r.resyncs += 1;
-                    }
-                    r.view = m.items.iter().map(|p| ((p.account.clone(), p.con_id), p.quantity.clone())).collect();
+            let update = match folded.apply_message(m) {
+                Ok(u) => u,
+                Err(_) => {
+                    r.seq_gaps += 1;
+                    continue 'outer;
                 }
-                Ok(pb::UpdateKind::Delta) => {
-                    for p in &m.upserts {
-                        r.view.insert((p.account.clone(), p.con_id), p.quantity.clone());
-                    }
-                    for k in &m.removals {
-                        r.view.remove(&(k.account.clone(), k.con_id));
-                    }
-                }
-                _ => {}
+            };
+            if update.kind == UpdateKind::Resync {
+                r.resyncs += 1;
             }
+            r.view = folded.rows().iter().map(|(k, p)| (k.clone(), p.quantity.clone())).collect();
             view_tx.send_replace(r.view.clone());
         }
     }
