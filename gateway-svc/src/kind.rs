@@ -1,8 +1,9 @@
 //! The data kinds the service keeps and serves. Every "for each kind" list (stale marks, what
 //! 1102 makes live again, metrics labels, gRPC streams, front-door feeds) derives from
 //! [`DataKind::ALL`] and the per-kind table in [`crate::state`], which gives each kind its row
-//! type and its hub. Adding a kind is one line here, one line in that table with its hub fields,
-//! its proto, and one line where its wire encoders are declared.
+//! type and its hub. Adding a kind is one line here, one line in that table, its proto, one line
+//! where its wire encoders are declared (`grpc/wire.rs`) and, for the TWS front door, what its
+//! requests are answered with and its rows pushed as (`front_door`).
 //!
 //! This module depends on nothing else in the crate, so everything can name a kind.
 

@@ -20,71 +20,91 @@ use crate::model::{AccountPnlRow, AccountRow, PositionPnlRow, PositionRow, Row, 
 /// latest health instead of the ones it missed.
 pub(crate) const HEALTH_CHANGES: usize = 256;
 
-/// Shared state, read-only. Cheap to clone behind an `Arc`. One hub per data kind: a new kind's
-/// hub is added here and in [`StateWriter`], and named in the table of kinds below.
-#[derive(Debug)]
-pub struct State {
-    /// Managed accounts.
-    pub accounts: Hub<AccountRow>,
-    /// Positions.
-    pub positions: Hub<PositionRow>,
-    /// Account summary.
-    pub summary: Hub<SummaryRow>,
-    /// PnL per account.
-    pub account_pnl: Hub<AccountPnlRow>,
-    /// PnL and value per held position.
-    pub position_pnl: Hub<PositionPnlRow>,
-    /// Session health: the latest value (readers that only need the current state).
-    health: watch::Receiver<Arc<Health>>,
-    /// Every change of health, in order (WatchHealth delivers each one). Only subscribed to here.
-    health_changes: broadcast::Sender<Arc<Health>>,
-    /// This service's metrics (its own registry, never the process-global one).
-    pub metrics: Metrics,
-    subscribers: AtomicUsize,
+/// The table of kinds: each kind's row type, its hub's field in [`State`] and [`StateWriter`],
+/// and what that field holds. From it come both structs' hub fields, the writer's constructor,
+/// each row type's [`Kind`] impl and [`StateWriter::freshen`]: a new kind is one line here.
+macro_rules! hubs {
+    ($($variant:ident => $row:ty, $field:ident, $doc:literal;)*) => {
+        /// Shared state, read-only. Cheap to clone behind an `Arc`. One hub per data kind (see the
+        /// table of kinds).
+        #[derive(Debug)]
+        pub struct State {
+            $(
+                #[doc = $doc]
+                pub $field: Hub<$row>,
+            )*
+            /// Session health: the latest value (readers that only need the current state).
+            health: watch::Receiver<Arc<Health>>,
+            /// Every change of health, in order (WatchHealth delivers each one). Only
+            /// subscribed to here.
+            health_changes: broadcast::Sender<Arc<Health>>,
+            /// This service's metrics (its own registry, never the process-global one).
+            pub metrics: Metrics,
+            subscribers: AtomicUsize,
+        }
+
+        /// The writing end of the shared state: the hubs' writers and the health's sender. The
+        /// session actor holds the only one. It reads like the [`State`] it writes (it derefs to
+        /// it), so the session sees what its readers see.
+        #[derive(Debug)]
+        pub(crate) struct StateWriter {
+            state: Arc<State>,
+            $(
+                #[doc = $doc]
+                pub(crate) $field: HubWriter<$row>,
+            )*
+            pub(crate) health: watch::Sender<Arc<Health>>,
+            health_changes: broadcast::Sender<Arc<Health>>,
+        }
+
+        impl StateWriter {
+            /// Fresh state for a session that is about to dial `upstream`.
+            pub(crate) fn new(upstream: &str, client_id: i32) -> Self {
+                let reason = format!("no data yet: connecting to {upstream}");
+                $(let $field = HubWriter::<$row>::new(&reason);)*
+                let (health, health_rx) = watch::channel(Arc::new(Health::starting(upstream, client_id)));
+                let health_changes = broadcast::channel(HEALTH_CHANGES).0;
+                let state = Arc::new(State {
+                    $($field: $field.reader(),)*
+                    health: health_rx,
+                    health_changes: health_changes.clone(),
+                    metrics: Metrics::new(),
+                    subscribers: AtomicUsize::new(0),
+                });
+                Self { state, $($field,)* health, health_changes }
+            }
+
+            /// The hub of `kind`, for what the session does to every kind alike.
+            pub(crate) fn freshen(&self, kind: DataKind) -> &dyn Freshen {
+                match kind {
+                    $(DataKind::$variant => &self.$field,)*
+                }
+            }
+        }
+
+        $(
+            impl Kind for $row {
+                const KIND: DataKind = DataKind::$variant;
+                fn hub(state: &State) -> &Hub<Self> {
+                    &state.$field
+                }
+                fn writer(w: &StateWriter) -> &HubWriter<Self> {
+                    &w.$field
+                }
+            }
+        )*
+    };
 }
 
-/// The writing end of the shared state: the hubs' writers and the health's sender. The session
-/// actor holds the only one. It reads like the [`State`] it writes (it derefs to it), so the
-/// session sees what its readers see.
-#[derive(Debug)]
-pub(crate) struct StateWriter {
-    state: Arc<State>,
-    pub(crate) accounts: HubWriter<AccountRow>,
-    pub(crate) positions: HubWriter<PositionRow>,
-    pub(crate) summary: HubWriter<SummaryRow>,
-    pub(crate) account_pnl: HubWriter<AccountPnlRow>,
-    pub(crate) position_pnl: HubWriter<PositionPnlRow>,
-    pub(crate) health: watch::Sender<Arc<Health>>,
-    health_changes: broadcast::Sender<Arc<Health>>,
+hubs! {
+    Accounts => AccountRow, accounts, "Managed accounts.";
+    Positions => PositionRow, positions, "Positions.";
+    Summary => SummaryRow, summary, "Account summary.";
+    AccountPnl => AccountPnlRow, account_pnl, "PnL per account.";
+    PositionPnl => PositionPnlRow, position_pnl, "PnL and value per held position.";
 }
 
 impl StateWriter {
-    /// Fresh state for a session that is about to dial `upstream`.
-    pub(crate) fn new(upstream: &str, client_id: i32) -> Self {
-        let reason = format!("no data yet: connecting to {upstream}");
-        let (accounts, positions, summary, account_pnl, position_pnl) = (
-            HubWriter::new(&reason),
-            HubWriter::new(&reason),
-            HubWriter::new(&reason),
-            HubWriter::new(&reason),
-            HubWriter::new(&reason),
-        );
-        let (health, health_rx) = watch::channel(Arc::new(Health::starting(upstream, client_id)));
-        let health_changes = broadcast::channel(HEALTH_CHANGES).0;
-        let state = Arc::new(State {
-            accounts: accounts.reader(),
-            positions: positions.reader(),
-            summary: summary.reader(),
-            account_pnl: account_pnl.reader(),
-            position_pnl: position_pnl.reader(),
-            health: health_rx,
-            health_changes: health_changes.clone(),
-            metrics: Metrics::new(),
-            subscribers: AtomicUsize::new(0),
-        });
-        Self { state, accounts, positions, summary, account_pnl, position_pnl, health, health_changes }
-    }
-
     /// The state this writes, for its readers.
     pub(crate) fn reader(&self) -> Arc<State> {
         Arc::clone(&self.state)
@@ -191,41 +211,6 @@ impl<T: Row> Freshen for HubWriter<T> {
     fn freshness(&self) -> Freshness {
         self.snapshot().freshness.clone()
     }
-}
-
-/// The table of kinds: each kind's row type and its hub's field in [`State`] and
-/// [`StateWriter`].
-macro_rules! hubs {
-    ($($variant:ident => $row:ty, $field:ident;)*) => {
-        $(
-            impl Kind for $row {
-                const KIND: DataKind = DataKind::$variant;
-                fn hub(state: &State) -> &Hub<Self> {
-                    &state.$field
-                }
-                fn writer(w: &StateWriter) -> &HubWriter<Self> {
-                    &w.$field
-                }
-            }
-        )*
-
-        impl StateWriter {
-            /// The hub of `kind`, for what the session does to every kind alike.
-            pub(crate) fn freshen(&self, kind: DataKind) -> &dyn Freshen {
-                match kind {
-                    $(DataKind::$variant => &self.$field,)*
-                }
-            }
-        }
-    };
-}
-
-hubs! {
-    Accounts => AccountRow, accounts;
-    Positions => PositionRow, positions;
-    Summary => SummaryRow, summary;
-    AccountPnl => AccountPnlRow, account_pnl;
-    PositionPnl => PositionPnlRow, position_pnl;
 }
 
 /// One open stream's claim on the subscriber cap.
