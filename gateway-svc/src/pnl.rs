@@ -333,13 +333,16 @@ impl<K: PerKey> Keyed<K> {
     }
 
     /// Folds `first` and whatever else is ready into one change. A subscription that fails alone
-    /// (IB refused that one request) is dropped with a warning; a lost connection ends the session.
+    /// (IB refused that one request) is dropped with a warning, and its row goes with it: data
+    /// nobody follows any more is never served as live. A lost connection ends the session.
+    /// Returns whether a subscription was dropped: its slot is free, so the caller plans again.
     pub(crate) fn fold(
         &mut self,
         first: (K::Key, Result<SubscriptionItem<K::Item>, ibapi::Error>),
         state: &StateWriter,
-    ) -> Result<(), KeyedError> {
+    ) -> Result<bool, KeyedError> {
         let mut latest: BTreeMap<K::Key, K::Row> = BTreeMap::new();
+        let mut gone: Vec<K::Key> = Vec::new();
         let mut next = Some(first);
         let mut n = 0;
         while let Some((key, item)) = next.take() {
@@ -357,7 +360,12 @@ impl<K: PerKey> Keyed<K> {
                     warn!(kind = K::LABEL, ?key, error = %e, "subscription refused; that key gets no data");
                     self.subs.remove(&key);
                     self.pending.remove(&key);
-                    self.refused.insert(key);
+                    // A value from earlier in this batch, or in the set being collected, is no
+                    // longer followed either.
+                    latest.remove(&key);
+                    self.first.remove(&key);
+                    self.refused.insert(key.clone());
+                    gone.push(key);
                 }
             }
             n += 1;
@@ -373,9 +381,9 @@ impl<K: PerKey> Keyed<K> {
             }
             self.finish_first_set(state, false);
         } else {
-            K::hub(state).apply(latest.into_values().collect(), Vec::new());
+            K::hub(state).apply(latest.into_values().collect(), gone.clone());
         }
-        Ok(())
+        Ok(!gone.is_empty())
     }
 }
 
@@ -439,6 +447,20 @@ mod tests {
         k.replan(&state, &keys(&[2, 3]), 100, false);
         let p = k.replan(&state, &keys(&[1, 2, 3]), 100, false);
         assert!(p.new.contains(&key(1)), "{p:?}");
+    }
+
+    #[test]
+    fn a_refused_key_loses_its_row_and_frees_its_slot() {
+        let state = StateWriter::new("127.0.0.1:1", 1);
+        let mut k = Keyed::<PositionPnl>::default();
+        k.replan(&state, &keys(&[1, 2]), 100, true);
+        assert_eq!(k.fold(value(1), &state).ok(), Some(false));
+        assert_eq!(k.fold(value(2), &state).ok(), Some(false));
+        assert_eq!(state.position_pnl.snapshot().freshness, Freshness::Live);
+        // IB refuses 1 after it has reported: its frozen value must not stay up as live.
+        assert_eq!(k.fold(refusal(1), &state).ok(), Some(true), "a dropped subscription asks for a new plan");
+        let snap = state.position_pnl.snapshot();
+        assert_eq!(snap.rows.keys().cloned().collect::<BTreeSet<_>>(), keys(&[2]), "the refused key's row is gone");
     }
 
     #[test]

@@ -299,13 +299,15 @@ impl Actor {
                 // After READY (and after every resync), a few PnL subscriptions per turn: one per
                 // account and per held position, collected into one first full set.
                 () = std::future::ready(()), if subs.pnl_pending => self.or_shutdown(self.follow_pnl(client, &mut subs)).await,
+                // A subscription IB refused frees its slot: the PnL step plans again (the held
+                // keys may not change for a long time).
                 Some(item) = subs.account_pnl.next() => {
                     last_rx = Instant::now();
-                    subs.account_pnl.fold(item, &self.state).map_err(keyed_lost)
+                    subs.account_pnl.fold(item, &self.state).map(|dropped| subs.pnl_pending |= dropped).map_err(keyed_lost)
                 }
                 Some(item) = subs.position_pnl.next() => {
                     last_rx = Instant::now();
-                    subs.position_pnl.fold(item, &self.state).map_err(keyed_lost)
+                    subs.position_pnl.fold(item, &self.state).map(|dropped| subs.pnl_pending |= dropped).map_err(keyed_lost)
                 }
                 item = subs.summary.next() => {
                     last_rx = Instant::now();
