@@ -110,16 +110,23 @@ impl StateWriter {
         Arc::clone(&self.state)
     }
 
-    /// Updates health in place and publishes it: the new value on the watch, and the change, in
-    /// version order, on the change feed (sent under the watch's lock, so the feed's order is the
-    /// versions' order).
+    /// Changes health with `f` and publishes it, only if the change is one a reader can see:
+    /// the new value on the watch, and the change, in version order, on the change feed (sent
+    /// under the watch's lock, so the feed's order is the versions' order). Every published change
+    /// is a WatchHealth message to each client (and, through the bridge, a NATS message), so a
+    /// write that changes nothing publishes nothing.
     pub(crate) fn update_health(&self, f: impl FnOnce(&mut Health)) {
-        self.health.send_modify(|h| {
-            let health = Arc::make_mut(h);
-            f(health);
-            health.version += 1;
+        self.health.send_if_modified(|h| {
+            let mut next = (**h).clone();
+            f(&mut next);
+            if next == **h {
+                return false;
+            }
+            next.version += 1;
+            *h = Arc::new(next);
             // No receivers is normal when nobody watches.
             let _ = self.health_changes.send(Arc::clone(h));
+            true
         });
     }
 

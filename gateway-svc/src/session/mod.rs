@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Upstream;
-use crate::health::{Health, SessionState};
+use crate::health::SessionState;
 use crate::model::{AccountRow, Row};
 use crate::pnl::{AccountPnl, Keyed, KeyedError, PositionPnl};
 use crate::state::StateWriter;
@@ -87,23 +87,6 @@ struct Subs {
 }
 
 impl Actor {
-    /// Changes health and publishes it, only if the change is one a reader can see: every
-    /// published change is a WatchHealth message to each client (and, through the bridge, a
-    /// NATS message), so a write that changes nothing publishes nothing.
-    fn publish(&self, f: impl FnOnce(&mut Health)) {
-        let current = self.state.health();
-        let mut next = (*current).clone();
-        f(&mut next);
-        if next == *current {
-            return;
-        }
-        // The session is health's only writer, so nothing changed it since it was read.
-        self.state.update_health(|h| {
-            next.version = h.version;
-            *h = next;
-        });
-    }
-
     /// Records a probe's round trip without publishing a change: the link being alive is no
     /// news (a probe runs about every `probe_idle` while IB is quiet), so the value is updated
     /// in place. `GetHealth` reads it at once, a WatchHealth stream (and the bridge) with the
@@ -127,7 +110,7 @@ impl Actor {
         let expected = state != SessionState::Ready && self.maintenance.schedule.active_now().is_some();
         info!(from = current.state.as_str(), to = state.as_str(), %reason, expected_outage = expected, "session state");
         self.state.metrics.session_state(state);
-        self.publish(|h| {
+        self.state.update_health(|h| {
             h.state = state;
             h.expected_outage = expected;
             h.reason = reason;
@@ -169,7 +152,7 @@ impl Actor {
             };
             let next = SystemTime::now() + delay;
             self.set_state(SessionState::Reconnecting, format!("{reason}; retrying in {} ms", delay.as_millis()));
-            self.publish(|h| {
+            self.state.update_health(|h| {
                 h.next_attempt_at = Some(next);
                 h.server_version = 0;
             });
@@ -187,7 +170,7 @@ impl Actor {
     /// The flag says whether the session stayed ready long enough to reset the backoff.
     async fn attempt(&mut self) -> (End, bool) {
         let client_id = self.client_id();
-        self.publish(|h| h.client_id = client_id);
+        self.state.update_health(|h| h.client_id = client_id);
         self.set_state(SessionState::Connecting, format!("dialling {} as client id {client_id}", self.cfg.address));
         let builder = Client::builder()
             .address(self.cfg.address.clone())
@@ -210,7 +193,7 @@ impl Actor {
             Ok(Err(ibapi::Error::ClientIdInUse { client_id })) => {
                 self.consecutive_conflicts += 1;
                 self.state.metrics.client_id_conflict();
-                self.publish(|h| h.client_id_conflicts += 1);
+                self.state.update_health(|h| h.client_id_conflicts += 1);
                 return (lost("client_id_in_use", format!("client id {client_id} in use (326)")), false);
             }
             Ok(Err(ibapi::Error::ServerVersion(required, actual, _))) => {
@@ -240,7 +223,7 @@ impl Actor {
         self.epoch += 1;
         self.state.metrics.epoch(self.epoch);
         let epoch = self.epoch;
-        self.publish(|h| {
+        self.state.update_health(|h| {
             h.server_version = client.server_version();
             h.epoch = epoch;
             // A new connection is told every farm's state afresh.
@@ -253,7 +236,7 @@ impl Actor {
             Err(end) => return end,
         };
         if self.sessions > 0 {
-            self.publish(|h| h.reconnects += 1);
+            self.state.update_health(|h| h.reconnects += 1);
         }
         self.sessions += 1;
         self.set_state(SessionState::Ready, "live");

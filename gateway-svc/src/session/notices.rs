@@ -88,7 +88,7 @@ impl Actor {
             _ => info!(farm = %farm.name, kind = farm.kind.as_str(), status = farm.status.as_str(), "data farm"),
         }
         self.state.metrics.farm(&farm);
-        self.publish(|h| match h.farms.iter_mut().find(|f| f.name == farm.name) {
+        self.state.update_health(|h| match h.farms.iter_mut().find(|f| f.name == farm.name) {
             Some(known) if known.status == farm.status => {}
             Some(known) => *known = farm,
             None => {

@@ -139,7 +139,7 @@ fn health_that_did_not_change_is_not_published() {
     // Gateways repeat farm notices (every new connection is told each farm's state again).
     a.on_notice(&notice(2104, "Market data farm connection is OK:usfarm"), &mut link_lost);
     a.set_state(before.state, before.reason.clone());
-    a.publish(|h| h.client_id = before.client_id);
+    a.state.update_health(|h| h.client_id = before.client_id);
     assert!(changes.try_recv().is_err(), "nothing a client can see changed");
     assert_eq!(a.state.health().version, before.version);
     a.on_notice(&notice(2103, "Market data farm connection is broken:usfarm"), &mut link_lost);
