@@ -153,10 +153,10 @@ fn connection_time() -> String {
     format!("{} EST", est.strftime("%Y%m%d %H:%M:%S"))
 }
 
-/// Appends a length-prefixed frame holding `body`.
-pub fn put_frame(out: &mut Vec<u8>, body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(body);
+/// Appends a length-prefixed frame holding `body` to any buffer (`Vec<u8>`, `BytesMut`).
+pub fn put_frame(out: &mut impl bytes::BufMut, body: &[u8]) {
+    out.put_u32(body.len() as u32);
+    out.put_slice(body);
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! so a write that stops halfway (a client that stopped reading, a shutdown) resumes at the first
 //! unwritten byte, never at the first byte of the buffer.
 
-use bytes::{Buf, BufMut, BytesMut};
-use tws_wire::frame::Codec;
+use bytes::{Buf, BytesMut};
+use tws_wire::frame::{self, Codec};
 use tws_wire::{Reply, encode_reply};
 
 /// Output a session builds before it stops producing and waits for the socket: a client sending
@@ -50,10 +50,7 @@ impl Output {
 
     /// Appends `body` as one frame.
     pub(super) fn put_frame(&mut self, body: &[u8]) {
-        self.buf.reserve(4 + body.len());
-        // Bodies are bounded far below 4 GiB: they are built from the service's own rows.
-        self.buf.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
-        self.buf.extend_from_slice(body);
+        frame::put_frame(&mut self.buf, body);
     }
 
     /// Appends bytes that are already framed.

@@ -168,9 +168,7 @@ impl std::fmt::Debug for Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(id) = self.client_id.take() {
-            self.door.release(id);
-        }
+        self.release();
     }
 }
 
