@@ -374,6 +374,7 @@ impl<K: PerKey> Keyed<K> {
             }
         }
         state.metrics.upstream_updates(K::LABEL, latest.len());
+        let dropped = !gone.is_empty();
         if self.collecting() {
             for (key, row) in latest {
                 self.pending.remove(&key);
@@ -381,9 +382,9 @@ impl<K: PerKey> Keyed<K> {
             }
             self.finish_first_set(state, false);
         } else {
-            K::hub(state).apply(latest.into_values().collect(), gone.clone());
+            K::hub(state).apply(latest.into_values().collect(), gone);
         }
-        Ok(!gone.is_empty())
+        Ok(dropped)
     }
 }
 
